@@ -1,0 +1,201 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Knobs for device selection. `max_binding_bytes` lets tests force tensor splitting on
+/// small models; `METALLIC_MAX_BINDING_BYTES` does the same from the environment.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    pub max_binding_bytes: Option<u64>,
+}
+
+/// One wgpu device plus the caches every kernel family shares.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// The largest storage binding we create. Tensors beyond it are split by rows
+    /// (lavapipe allows 128 MiB; NVIDIA 2 GiB+).
+    pub max_binding_bytes: u64,
+    pub has_timestamps: bool,
+    modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    family: String,
+    entry: String,
+    /// Override constants, sorted, with values as bit patterns so the key is hashable.
+    constants: Vec<(String, u64)>,
+}
+
+impl Gpu {
+    pub fn new(opts: &GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    async fn new_async(opts: &GpuOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::PRIMARY,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!("no GPU adapter found (Vulkan, Metal or DX12): {e}"))
+            })?;
+        let info = adapter.get_info();
+        let available = adapter.features();
+        if !available.contains(wgpu::Features::SUBGROUP) {
+            return Err(Error::Gpu(format!(
+                "adapter '{}' lacks subgroup operations, which Metallic's kernels need",
+                info.name
+            )));
+        }
+        let wanted = wgpu::Features::SUBGROUP
+            | (available & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY));
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("metallic"),
+                required_features: wanted,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("cannot open device '{}': {e}", info.name)))?;
+        let env_cap = std::env::var("METALLIC_MAX_BINDING_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let mut max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if let Some(cap) = opts.max_binding_bytes.or(env_cap) {
+            max_binding = max_binding.min(cap);
+        }
+        // Offsets and sizes of split chunks stay 256-byte aligned.
+        let max_binding_bytes = max_binding & !255;
+        Ok(Self {
+            device,
+            queue,
+            info,
+            limits,
+            max_binding_bytes,
+            has_timestamps: wanted.contains(wgpu::Features::TIMESTAMP_QUERY),
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+        })
+    }
+
+    /// Human-readable adapter description for logs and benchmark tables.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {})",
+            self.info.name, self.info.backend, self.info.driver_info
+        )
+    }
+
+    /// A compute pipeline for `family::entry` with the given override constants, cached.
+    pub fn pipeline(
+        &self,
+        family: &str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut sorted: Vec<(String, u64)> = constants
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_bits()))
+            .collect();
+        sorted.sort();
+        let key = PipelineKey {
+            family: family.into(),
+            entry: entry.into(),
+            constants: sorted,
+        };
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(family)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&format!("{family}::{entry}")),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("pipeline {family}::{entry}: {e}")));
+        }
+        let pipeline = Arc::new(pipeline);
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn module(&self, family: &str) -> Result<Arc<wgpu::ShaderModule>> {
+        if let Some(m) = self.modules.lock().unwrap().get(family) {
+            return Ok(m.clone());
+        }
+        let source = crate::kernel_lib!(family).map_err(Error::Gpu)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(family),
+                source: wgpu::ShaderSource::Wgsl(source),
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("kernel family '{family}': {e}")));
+        }
+        let module = Arc::new(module);
+        self.modules
+            .lock()
+            .unwrap()
+            .insert(family.to_string(), module.clone());
+        Ok(module)
+    }
+
+    /// A bind group for group 0 of `pipeline`, binding `(index, buffer range)` pairs.
+    pub fn bind_group(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[(u32, wgpu::BindingResource<'_>)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
+            .iter()
+            .map(|(binding, resource)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: resource.clone(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait_idle(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))
+    }
+}

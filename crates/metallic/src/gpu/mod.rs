@@ -1,0 +1,9 @@
+//! The thin layer over wgpu: device setup, buffers, the pipeline cache and dispatch plans.
+
+mod buffer;
+mod context;
+mod plan;
+
+pub use buffer::{read_buffer, storage_buffer, uniform_buffer, RowSplit};
+pub use context::{Gpu, GpuOptions};
+pub use plan::{Dispatch, Grid, Plan};

@@ -1,0 +1,72 @@
+use std::sync::Arc;
+
+/// How many workgroups a dispatch launches, given the batch's row count.
+#[derive(Clone, Copy, Debug)]
+pub enum Grid {
+    /// The same grid whatever the batch.
+    Fixed([u32; 3]),
+    /// `x` workgroups for each batch row (grid y = rows).
+    PerRow(u32),
+    /// One workgroup per `per_group` elements of a `row_elems * rows` range.
+    Elements { row_elems: u32, per_group: u32 },
+}
+
+impl Grid {
+    pub fn size(&self, rows: u32) -> [u32; 3] {
+        match *self {
+            Grid::Fixed(g) => g,
+            // Grids wider than the 65535 limit fold into z; kernels using PerRow with
+            // such widths rebuild the index as wg.x + wg.z * num_workgroups.x.
+            Grid::PerRow(x) if x > 65535 => {
+                let z = x.div_ceil(65535);
+                [x.div_ceil(z), rows, z]
+            }
+            Grid::PerRow(x) => [x, rows, 1],
+            Grid::Elements {
+                row_elems,
+                per_group,
+            } => [(row_elems * rows).div_ceil(per_group), 1, 1],
+        }
+    }
+}
+
+/// One recorded kernel launch: everything is built at load, so encoding a step is only
+/// set_pipeline / set_bind_group / dispatch.
+pub struct Dispatch {
+    pub label: &'static str,
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub grid: Grid,
+}
+
+/// An ordered list of dispatches; wgpu inserts the barriers between dependent ones.
+#[derive(Default)]
+pub struct Plan {
+    pub dispatches: Vec<Dispatch>,
+}
+
+impl Plan {
+    pub fn push(&mut self, d: Dispatch) {
+        self.dispatches.push(d);
+    }
+
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, rows: u32) {
+        for d in &self.dispatches {
+            let [x, y, z] = d.grid.size(rows);
+            if x == 0 || y == 0 || z == 0 {
+                continue;
+            }
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
+    }
+}

@@ -1,0 +1,125 @@
+//! GEMV for decode (and, one weight pass per batch row, for simple prefill).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
+use crate::tensor::{Activation, GpuMatrix, WeightFormat};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct GemvParams {
+    pub k: u32,
+    pub n: u32,
+    pub row_offset: u32,
+    pub row_words: u32,
+    pub x_stride: u32,
+    pub y_stride: u32,
+    pub flags: u32,
+    pub blocks_per_row: u32,
+}
+
+pub const FLAG_BIAS: u32 = 1;
+pub const FLAG_ACCUMULATE: u32 = 2;
+
+/// Tuning knobs, passed to WGSL as override constants.
+#[derive(Clone, Copy, Debug)]
+pub struct GemvConfig {
+    /// Output rows per workgroup: 2, 4 or 8 (`METALLIC_GEMV_COLS_PER_TG`).
+    pub cols_per_tg: u32,
+    pub wg_size: u32,
+}
+
+impl Default for GemvConfig {
+    fn default() -> Self {
+        Self {
+            cols_per_tg: 4,
+            wg_size: 128,
+        }
+    }
+}
+
+impl GemvConfig {
+    pub fn from_env() -> Result<Self> {
+        let mut cfg = Self::default();
+        if let Ok(v) = std::env::var("METALLIC_GEMV_COLS_PER_TG") {
+            cfg.cols_per_tg = match v.trim() {
+                "2" => 2,
+                "4" => 4,
+                "8" => 8,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "METALLIC_GEMV_COLS_PER_TG must be 2, 4 or 8, got '{v}'"
+                    )))
+                }
+            };
+        }
+        Ok(cfg)
+    }
+
+    fn constants(&self) -> [(&'static str, f64); 2] {
+        [
+            ("COLS_PER_TG", self.cols_per_tg as f64),
+            ("WG_SIZE", self.wg_size as f64),
+        ]
+    }
+}
+
+/// y = W x (+ bias) (+ y): one dispatch per weight chunk, each writing its rows of y.
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    gpu: &Gpu,
+    cfg: &GemvConfig,
+    w: &GpuMatrix,
+    x: &Activation,
+    y: &Activation,
+    bias: Option<&wgpu::Buffer>,
+    accumulate: bool,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    if x.cols != w.k || y.cols != w.rows {
+        return Err(Error::Model(format!(
+            "'{}' is {}x{}, but is applied to {} inputs giving {} outputs",
+            w.name, w.rows, w.k, x.cols, y.cols
+        )));
+    }
+    let entry = match w.format {
+        WeightFormat::F16 => "gemv_f16",
+        WeightFormat::F32 => "gemv_f32",
+        WeightFormat::Q8_0 => "gemv_q8_0",
+    };
+    let pipeline = gpu.pipeline("matmul_gemv", entry, &cfg.constants())?;
+    let flags =
+        if bias.is_some() { FLAG_BIAS } else { 0 } | if accumulate { FLAG_ACCUMULATE } else { 0 };
+    let mut out = Vec::with_capacity(w.chunks.len());
+    for chunk in &w.chunks {
+        let params = GemvParams {
+            k: w.k,
+            n: chunk.rows,
+            row_offset: chunk.first_row,
+            row_words: w.row_words,
+            x_stride: x.stride,
+            y_stride: y.stride,
+            flags,
+            blocks_per_row: w.blocks_per_row,
+        };
+        let ubuf = uniform_buffer(gpu, "gemv.params", &params);
+        let mut entries = vec![
+            (0, ubuf.as_entire_binding()),
+            (1, x.buf.as_entire_binding()),
+            (2, y.buf.as_entire_binding()),
+            (3, bias.unwrap_or(dummy).as_entire_binding()),
+            (4, chunk.data.as_entire_binding()),
+        ];
+        if let Some(scales) = &chunk.scales {
+            entries.push((5, scales.as_entire_binding()));
+        }
+        out.push(Dispatch {
+            label: "gemv",
+            bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
+            pipeline: pipeline.clone(),
+            grid: Grid::PerRow(chunk.rows.div_ceil(cfg.cols_per_tg)),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,63 @@
+//! RMSNorm, one workgroup per row.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::Result;
+use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
+use crate::tensor::Activation;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct NormParams {
+    pub n: u32,
+    pub x_stride: u32,
+    pub y_stride: u32,
+    pub eps: f32,
+    pub last_row_only: u32,
+    pub _pad: [u32; 3],
+}
+
+/// y = rmsnorm(x) * weight. With `last_row_only`, only the batch's last row is
+/// normalised, into row 0 of `y` (the LM head needs just that row).
+pub fn rmsnorm(
+    gpu: &Gpu,
+    state: &wgpu::Buffer,
+    x: &Activation,
+    weight: &wgpu::Buffer,
+    y: &Activation,
+    eps: f32,
+    last_row_only: bool,
+) -> Result<Dispatch> {
+    let pipeline = gpu.pipeline("rmsnorm", "rmsnorm", &[])?;
+    let params = NormParams {
+        n: x.cols,
+        x_stride: x.stride,
+        y_stride: y.stride,
+        eps,
+        last_row_only: last_row_only as u32,
+        _pad: [0; 3],
+    };
+    let ubuf = uniform_buffer(gpu, "rmsnorm.params", &params);
+    let bind_group = gpu.bind_group(
+        "rmsnorm",
+        &pipeline,
+        &[
+            (0, ubuf.as_entire_binding()),
+            (1, state.as_entire_binding()),
+            (2, x.buf.as_entire_binding()),
+            (3, weight.as_entire_binding()),
+            (4, y.buf.as_entire_binding()),
+        ],
+    );
+    let grid = if last_row_only {
+        Grid::Fixed([1, 1, 1])
+    } else {
+        Grid::PerRow(1)
+    };
+    Ok(Dispatch {
+        label: "rmsnorm",
+        pipeline,
+        bind_group,
+        grid,
+    })
+}

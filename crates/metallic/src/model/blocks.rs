@@ -1,0 +1,182 @@
+//! Shared building blocks: each call appends the dispatches of one named step of a
+//! transformer to a plan. Architectures are written as a sequence of these calls.
+
+use crate::error::Result;
+use crate::gpu::{Gpu, Plan};
+use crate::kernels::matmul_gemv::GemvConfig;
+use crate::kernels::{attention, elementwise, embedding, matmul_gemv, rmsnorm, rope_kv, sampling};
+use crate::tensor::{Activation, GpuMatrix};
+
+/// The attention geometry a layer's kernels need.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    /// KV-cache capacity in positions.
+    pub ctx: u32,
+}
+
+/// Records dispatches against buffers that live as long as the engine.
+pub struct Builder<'a> {
+    pub gpu: &'a Gpu,
+    pub gemv: GemvConfig,
+    /// Per-step state (`StepState` in WGSL).
+    pub state: &'a wgpu::Buffer,
+    /// Bound where a kernel's optional input (a bias) is absent.
+    pub dummy: &'a wgpu::Buffer,
+}
+
+impl Builder<'_> {
+    pub fn embed(
+        &self,
+        plan: &mut Plan,
+        table: &GpuMatrix,
+        tokens: &wgpu::Buffer,
+        out: &Activation,
+    ) -> Result<()> {
+        for d in embedding::embed(self.gpu, table, tokens, out)? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    pub fn rms_norm(
+        &self,
+        plan: &mut Plan,
+        x: &Activation,
+        weight: &wgpu::Buffer,
+        y: &Activation,
+        eps: f32,
+    ) -> Result<()> {
+        plan.push(rmsnorm::rmsnorm(
+            self.gpu, self.state, x, weight, y, eps, false,
+        )?);
+        Ok(())
+    }
+
+    /// RMSNorm of the batch's last row only, into row 0 of `y`.
+    pub fn rms_norm_last_row(
+        &self,
+        plan: &mut Plan,
+        x: &Activation,
+        weight: &wgpu::Buffer,
+        y: &Activation,
+        eps: f32,
+    ) -> Result<()> {
+        plan.push(rmsnorm::rmsnorm(
+            self.gpu, self.state, x, weight, y, eps, true,
+        )?);
+        Ok(())
+    }
+
+    /// y = W x + bias.
+    pub fn linear(
+        &self,
+        plan: &mut Plan,
+        w: &GpuMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &Activation,
+        y: &Activation,
+    ) -> Result<()> {
+        for d in matmul_gemv::linear(self.gpu, &self.gemv, w, x, y, bias, false, self.dummy)? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// residual += W x.
+    pub fn linear_residual(
+        &self,
+        plan: &mut Plan,
+        w: &GpuMatrix,
+        x: &Activation,
+        residual: &Activation,
+    ) -> Result<()> {
+        for d in matmul_gemv::linear(self.gpu, &self.gemv, w, x, residual, None, true, self.dummy)?
+        {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// Rotates q and k in place (NEOX pairing) and appends k, v to the cache.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_and_cache(
+        &self,
+        plan: &mut Plan,
+        shape: AttnShape,
+        q: &Activation,
+        k: &Activation,
+        v: &Activation,
+        cache: &KvCacheLayer,
+        inv_freq: &wgpu::Buffer,
+    ) -> Result<()> {
+        let b = rope_kv::RopeKvBindings {
+            state: self.state,
+            q,
+            k,
+            v,
+            k_cache: &cache.k,
+            v_cache: &cache.v,
+            inv_freq,
+        };
+        plan.push(rope_kv::rope_kv(
+            self.gpu,
+            &b,
+            shape.n_heads,
+            shape.n_kv_heads,
+            shape.head_dim,
+            shape.ctx,
+        )?);
+        Ok(())
+    }
+
+    pub fn attention(
+        &self,
+        plan: &mut Plan,
+        shape: AttnShape,
+        q: &Activation,
+        cache: &KvCacheLayer,
+        out: &Activation,
+    ) -> Result<()> {
+        let b = attention::AttentionBindings {
+            state: self.state,
+            q,
+            k_cache: &cache.k,
+            v_cache: &cache.v,
+            out,
+        };
+        plan.push(attention::attention(
+            self.gpu,
+            &b,
+            shape.n_heads,
+            shape.n_kv_heads,
+            shape.head_dim,
+            shape.ctx,
+        )?);
+        Ok(())
+    }
+
+    pub fn swiglu(
+        &self,
+        plan: &mut Plan,
+        gate: &Activation,
+        up: &Activation,
+        act: &Activation,
+    ) -> Result<()> {
+        plan.push(elementwise::swiglu(self.gpu, self.state, gate, up, act)?);
+        Ok(())
+    }
+
+    pub fn sample(&self, plan: &mut Plan, b: &sampling::SampleBindings<'_>) -> Result<()> {
+        plan.push(sampling::sample(self.gpu, b)?);
+        Ok(())
+    }
+}
+
+/// One layer's preallocated cache: (n_kv_heads, ctx, head_dim) f32 each.
+pub struct KvCacheLayer {
+    pub k: wgpu::Buffer,
+    pub v: wgpu::Buffer,
+}

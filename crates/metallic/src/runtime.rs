@@ -1,0 +1,519 @@
+//! The engine: weights, preallocated step buffers and the two dispatch plans, plus the
+//! prefill and decode drivers. Every buffer and bind group is created at load.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use metallic_gguf::GgufFile;
+
+use crate::error::{Error, Result};
+use crate::gpu::{read_buffer, storage_buffer, uniform_buffer, Gpu, GpuOptions, Plan};
+use crate::kernels::matmul_gemv::GemvConfig;
+use crate::kernels::rope_kv;
+use crate::kernels::sampling::{SampleBindings, SampleParams};
+use crate::model::blocks::{Builder, KvCacheLayer};
+use crate::model::{qwen2, ModelConfig};
+use crate::tensor::Activation;
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Cap on the context (KV-cache positions); None = the model's trained length.
+    pub ctx_size: Option<u32>,
+    /// Rows per prefill chunk.
+    pub batch_size: u32,
+    pub gpu: GpuOptions,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            ctx_size: None,
+            batch_size: 512,
+            gpu: GpuOptions::default(),
+        }
+    }
+}
+
+/// The buffers one forward step reads and writes; shapes in (rows, cols).
+pub struct StepBuffers {
+    pub ctx: u32,
+    pub max_rows: u32,
+    pub state: wgpu::Buffer,         // StepState
+    pub tokens: wgpu::Buffer,        // (max_rows) input ids
+    pub out_tokens: wgpu::Buffer,    // (ctx) every sampled id, in order
+    pub sample_params: wgpu::Buffer, // SampleParams (uniform)
+    pub x: Activation,               // (max_rows, hidden) residual stream
+    pub h: Activation,               // (max_rows, hidden) normed
+    pub q: Activation,               // (max_rows, q_dim)
+    pub k: Activation,               // (max_rows, kv_dim)
+    pub v: Activation,               // (max_rows, kv_dim)
+    pub attn: Activation,            // (max_rows, q_dim)
+    pub gate: Activation,            // (max_rows, ffn)
+    pub up: Activation,              // (max_rows, ffn)
+    pub act: Activation,             // (max_rows, ffn)
+    pub x_last: Activation,          // (1, hidden)
+    pub logits: Activation,          // (1, vocab)
+    pub kv_cache: Vec<KvCacheLayer>,
+    pub inv_freq: wgpu::Buffer, // (head_dim / 2)
+    pub dummy: wgpu::Buffer,
+}
+
+impl StepBuffers {
+    fn new(gpu: &Gpu, cfg: &ModelConfig, ctx: u32, max_rows: u32) -> Result<Self> {
+        let act = |label: &str, rows: u32, cols: u32| Activation::new(gpu, label, rows, cols);
+        let inv_freq = rope_kv::inv_freq(cfg.rope_theta, cfg.head_dim);
+        let inv_freq_buf = storage_buffer(gpu, "inv_freq", inv_freq.len() as u64 * 4);
+        gpu.queue
+            .write_buffer(&inv_freq_buf, 0, bytemuck::cast_slice(&inv_freq));
+        let kv_cache = (0..cfg.n_layers)
+            .map(|l| qwen2::kv_cache_layer(gpu, cfg, ctx, l))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            ctx,
+            max_rows,
+            state: storage_buffer(gpu, "state", 16),
+            tokens: storage_buffer(gpu, "tokens", max_rows as u64 * 4),
+            out_tokens: storage_buffer(gpu, "out_tokens", ctx as u64 * 4),
+            sample_params: uniform_buffer(
+                gpu,
+                "sample.params",
+                &SampleParams::zeroed_for(cfg.vocab, ctx),
+            ),
+            x: act("x", max_rows, cfg.hidden)?,
+            h: act("h", max_rows, cfg.hidden)?,
+            q: act("q", max_rows, cfg.q_dim())?,
+            k: act("k", max_rows, cfg.kv_dim())?,
+            v: act("v", max_rows, cfg.kv_dim())?,
+            attn: act("attn", max_rows, cfg.q_dim())?,
+            gate: act("gate", max_rows, cfg.ffn)?,
+            up: act("up", max_rows, cfg.ffn)?,
+            act: act("act", max_rows, cfg.ffn)?,
+            x_last: act("x_last", 1, cfg.hidden)?,
+            logits: act("logits", 1, cfg.vocab)?,
+            kv_cache,
+            inv_freq: inv_freq_buf,
+            dummy: storage_buffer(gpu, "dummy", 16),
+        })
+    }
+
+    pub fn sample_bindings(&self) -> SampleBindings<'_> {
+        SampleBindings {
+            params: &self.sample_params,
+            state: &self.state,
+            logits: &self.logits.buf,
+            tokens: &self.tokens,
+            out_tokens: &self.out_tokens,
+        }
+    }
+}
+
+impl SampleParams {
+    fn zeroed_for(vocab: u32, max_out: u32) -> Self {
+        Self {
+            vocab,
+            top_k: 0,
+            top_p: 1.0,
+            temperature: 0.0,
+            seed_lo: 0,
+            seed_hi: 0,
+            max_out,
+            _pad: 0,
+        }
+    }
+}
+
+/// How the next token is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplerConfig {
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: u32,
+    /// 1.0 = off.
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl SamplerConfig {
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(Error::Invalid(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Invalid(format!(
+                "top-p must be in (0, 1], got {}",
+                self.top_p
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub struct Engine {
+    pub gpu: Arc<Gpu>,
+    pub config: ModelConfig,
+    pub weights: qwen2::Qwen2Weights,
+    pub buffers: StepBuffers,
+    body: Plan,
+    head: Plan,
+    /// Host-side copy of the sequence position, for the evaluation API.
+    pos: u32,
+}
+
+impl Engine {
+    pub fn load(
+        path: impl AsRef<Path>,
+        opts: &EngineOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        Self::from_gguf(&file, opts, progress)
+    }
+
+    pub fn from_gguf(
+        file: &GgufFile,
+        opts: &EngineOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self> {
+        let config = ModelConfig::from_gguf(file)?;
+        let gpu = Arc::new(Gpu::new(&opts.gpu)?);
+        Self::with_gpu(gpu, file, config, opts, progress)
+    }
+
+    pub fn with_gpu(
+        gpu: Arc<Gpu>,
+        file: &GgufFile,
+        config: ModelConfig,
+        opts: &EngineOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self> {
+        let ctx = match opts.ctx_size {
+            Some(0) => return Err(Error::Invalid("--ctx-size must be at least 1".into())),
+            Some(c) => c.min(config.context_length),
+            None => config.context_length,
+        };
+        if opts.batch_size == 0 {
+            return Err(Error::Invalid("--batch-size must be at least 1".into()));
+        }
+        let total: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
+        let weights =
+            qwen2::Qwen2Weights::load(&gpu, file, &config, &mut |done| progress(done, total))?;
+        let buffers = StepBuffers::new(&gpu, &config, ctx, opts.batch_size.min(ctx))?;
+        let builder = Builder {
+            gpu: &gpu,
+            gemv: GemvConfig::from_env()?,
+            state: &buffers.state,
+            dummy: &buffers.dummy,
+        };
+        let (body, head) = qwen2::build(&builder, &config, &weights, &buffers)?;
+        gpu.wait_idle()?;
+        Ok(Self {
+            gpu,
+            config,
+            weights,
+            buffers,
+            body,
+            head,
+            pos: 0,
+        })
+    }
+
+    pub fn context_size(&self) -> u32 {
+        self.buffers.ctx
+    }
+
+    /// Dispatches per decode step (for reports).
+    pub fn dispatches_per_token(&self) -> usize {
+        self.body.len() + self.head.len()
+    }
+
+    fn write_state(&self, pos: u32, rows: u32, n_out: u32) {
+        self.gpu.queue.write_buffer(
+            &self.buffers.state,
+            0,
+            bytemuck::cast_slice(&[pos, rows, n_out, 0u32]),
+        );
+    }
+
+    fn set_sampler(&self, s: &SamplerConfig) {
+        let params = SampleParams {
+            vocab: self.config.vocab,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            temperature: s.temperature,
+            seed_lo: s.seed as u32,
+            seed_hi: (s.seed >> 32) as u32,
+            max_out: self.buffers.ctx,
+            _pad: 0,
+        };
+        self.gpu
+            .queue
+            .write_buffer(&self.buffers.sample_params, 0, bytemuck::bytes_of(&params));
+    }
+
+    /// Runs the prompt through the model in chunks of at most `max_rows`, starting at
+    /// `start`; the last chunk also samples the first token into out_tokens[n_out].
+    fn submit_prefill(&self, prompt: &[u32], start: u32, n_out: u32) {
+        let chunks: Vec<&[u32]> = prompt.chunks(self.buffers.max_rows as usize).collect();
+        let mut pos = start;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let rows = chunk.len() as u32;
+            self.gpu
+                .queue
+                .write_buffer(&self.buffers.tokens, 0, bytemuck::cast_slice(chunk));
+            self.write_state(pos, rows, n_out);
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.body.encode(&mut pass, rows);
+                if i + 1 == chunks.len() {
+                    self.head.encode(&mut pass, rows);
+                }
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            pos += rows;
+        }
+    }
+
+    /// Evaluates `tokens` at the current position and returns the logits of the last
+    /// one. For tests and tools: it reads back, which the generation loop never does.
+    pub fn eval(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.check_tokens(tokens)?;
+        if self.pos as usize + tokens.len() > self.buffers.ctx as usize {
+            return Err(Error::Invalid("evaluation runs past the context".into()));
+        }
+        self.set_sampler(&SamplerConfig::greedy());
+        self.submit_prefill(tokens, self.pos, 0);
+        self.pos += tokens.len() as u32;
+        let bytes = read_buffer(
+            &self.gpu,
+            &self.buffers.logits.buf,
+            0,
+            self.config.vocab as u64 * 4,
+        )?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// The token the GPU sampler chose in the last `eval` (greedy).
+    pub fn last_sampled(&self) -> Result<u32> {
+        let bytes = read_buffer(&self.gpu, &self.buffers.out_tokens, 0, 4)?;
+        Ok(u32::from_le_bytes(bytes[..4].try_into().unwrap()))
+    }
+
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        if let Some(&bad) = tokens.iter().find(|&&t| t >= self.config.vocab) {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab
+            )));
+        }
+        Ok(())
+    }
+
+    /// Generates up to `max_tokens` tokens after `prompt`, calling `on_token` for each
+    /// as batches come back. Sampling runs on the GPU and the CPU records step t+1
+    /// while the GPU runs step t; tokens are read back asynchronously in batches.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_tokens: u32,
+        sampler: &SamplerConfig,
+        stop_ids: &[u32],
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generation> {
+        sampler.validate()?;
+        self.check_tokens(prompt)?;
+        if prompt.is_empty() {
+            return Err(Error::Invalid("the prompt is empty".into()));
+        }
+        let ctx = self.buffers.ctx as u64;
+        if prompt.len() as u64 + max_tokens as u64 > ctx {
+            return Err(Error::Invalid(format!(
+                "prompt ({} tokens) plus --max-tokens ({max_tokens}) exceeds the context size ({ctx}); \
+                 shorten the prompt, lower --max-tokens or raise --ctx-size",
+                prompt.len()
+            )));
+        }
+        self.pos = 0;
+        let start = std::time::Instant::now();
+        let mut gen = Generation {
+            tokens: Vec::new(),
+            stop_reason: StopReason::MaxTokens,
+            prompt_s: 0.0,
+            decode_s: 0.0,
+        };
+        if max_tokens == 0 {
+            return Ok(gen);
+        }
+        self.set_sampler(sampler);
+        self.submit_prefill(prompt, 0, 0);
+        let first = self.read_tokens_async(0, 1)?.wait(&self.gpu)?;
+        gen.prompt_s = start.elapsed().as_secs_f64();
+        let decode_start = std::time::Instant::now();
+        if self.accept(&mut gen, &first, stop_ids, on_token) || max_tokens == 1 {
+            gen.finish(max_tokens);
+            return Ok(gen);
+        }
+        let batch = decode_batch();
+        let mut submitted = 1u32;
+        let mut in_flight = std::collections::VecDeque::new();
+        loop {
+            while in_flight.len() < 2 && submitted < max_tokens {
+                let n = batch.min(max_tokens - submitted);
+                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    for _ in 0..n {
+                        self.body.encode(&mut pass, 1);
+                        self.head.encode(&mut pass, 1);
+                    }
+                }
+                self.gpu.queue.submit([enc.finish()]);
+                in_flight.push_back(self.read_tokens_async(submitted, n)?);
+                submitted += n;
+            }
+            let Some(pending) = in_flight.pop_front() else {
+                break;
+            };
+            let tokens = pending.wait(&self.gpu)?;
+            if self.accept(&mut gen, &tokens, stop_ids, on_token) {
+                break;
+            }
+        }
+        // Steps queued past a stop token still run; their tokens are discarded.
+        self.gpu.wait_idle()?;
+        gen.decode_s = decode_start.elapsed().as_secs_f64();
+        gen.finish(max_tokens);
+        Ok(gen)
+    }
+
+    /// Appends tokens up to and including the first stop token; true once stopped.
+    fn accept(
+        &self,
+        gen: &mut Generation,
+        tokens: &[u32],
+        stop_ids: &[u32],
+        on_token: &mut dyn FnMut(u32),
+    ) -> bool {
+        for &t in tokens {
+            gen.tokens.push(t);
+            on_token(t);
+            if stop_ids.contains(&t) {
+                gen.stop_reason = StopReason::Stop;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Queues a copy of out_tokens[first .. first + n] into a mappable buffer.
+    fn read_tokens_async(&self, first: u32, n: u32) -> Result<PendingTokens> {
+        let bytes = n as u64 * 4;
+        let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tokens.readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(
+            &self.buffers.out_tokens,
+            first as u64 * 4,
+            &staging,
+            0,
+            bytes,
+        );
+        let index = self.gpu.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        Ok(PendingTokens { staging, rx, index })
+    }
+}
+
+fn decode_batch() -> u32 {
+    std::env::var("METALLIC_DECODE_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(8)
+}
+
+struct PendingTokens {
+    staging: wgpu::Buffer,
+    rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    index: wgpu::SubmissionIndex,
+}
+
+impl PendingTokens {
+    fn wait(self, gpu: &Gpu) -> Result<Vec<u32>> {
+        gpu.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(self.index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))?;
+        self.rx
+            .recv()
+            .map_err(|_| Error::Gpu("token readback was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("token readback failed: {e}")))?;
+        let view = self
+            .staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        let tokens = bytemuck::cast_slice(&view).to_vec();
+        drop(view);
+        self.staging.unmap();
+        Ok(tokens)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-generation token (EOS / EOT) was produced.
+    Stop,
+    /// `max_tokens` were produced.
+    MaxTokens,
+}
+
+impl StopReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopReason::Stop => "stop",
+            StopReason::MaxTokens => "length",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub stop_reason: StopReason,
+    /// Prompt processing up to the first sampled token (time to first token).
+    pub prompt_s: f64,
+    /// The remaining tokens (excludes the first).
+    pub decode_s: f64,
+}
+
+impl Generation {
+    fn finish(&mut self, max_tokens: u32) {
+        self.tokens.truncate(max_tokens as usize);
+    }
+}

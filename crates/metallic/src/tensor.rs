@@ -1,0 +1,190 @@
+//! GPU-resident tensors and the load-time relayout from GGUF.
+//!
+//! Matrices keep GGUF's row-major order (row = output feature, K contiguous) but:
+//! - F16 rows are padded to a multiple of 8 halves so every row starts 16-byte aligned
+//!   and the GEMV can load `vec4<u32>` (8 halves) per lane;
+//! - F32 and BF16 matrices become F32, rows padded to a multiple of 4;
+//! - Q8_0's 34-byte blocks (f16 scale + 32 int8) are split into an int8 matrix and an
+//!   f16 scale array, because the blocks are not 4-byte aligned;
+//! - matrices larger than the device's storage binding are split into row chunks.
+
+use metallic_gguf::{dequant, GgmlType, GgufFile, TensorInfo};
+
+use crate::error::{Error, Result};
+use crate::gpu::{storage_buffer, Gpu, RowSplit};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightFormat {
+    F16,
+    F32,
+    Q8_0,
+}
+
+/// One binding-sized piece of a matrix: rows `first_row .. first_row + rows`.
+pub struct MatrixChunk {
+    pub first_row: u32,
+    pub rows: u32,
+    /// (rows, row_words) u32 words.
+    pub data: wgpu::Buffer,
+    /// Q8_0 only: (rows, blocks_per_row) f16 scales.
+    pub scales: Option<wgpu::Buffer>,
+}
+
+pub struct GpuMatrix {
+    pub name: String,
+    pub format: WeightFormat,
+    /// Output features (rows).
+    pub rows: u32,
+    /// Input features (row length).
+    pub k: u32,
+    pub row_words: u32,
+    pub blocks_per_row: u32,
+    pub chunks: Vec<MatrixChunk>,
+}
+
+impl GpuMatrix {
+    /// Uploads a 2-D GGUF tensor (ne0 = K, ne1 = rows).
+    pub fn upload(gpu: &Gpu, file: &GgufFile, info: &TensorInfo) -> Result<Self> {
+        let name = info.name.clone();
+        let (k, rows) = match info.dims.as_slice() {
+            [k, rows] => (*k, *rows),
+            [k] => (*k, 1),
+            _ => {
+                return Err(Error::Model(format!(
+                    "tensor '{name}' should be 2-D, has shape {:?}",
+                    info.dims
+                )))
+            }
+        };
+        let (k, rows) = (to_u32(k, &name)?, to_u32(rows, &name)?);
+        let data = file.tensor_data(info);
+        let (format, row_words, blocks_per_row) = match info.ggml_type {
+            GgmlType::F16 => (WeightFormat::F16, k.div_ceil(8) * 4, 0),
+            GgmlType::F32 | GgmlType::BF16 => (WeightFormat::F32, k.div_ceil(4) * 4, 0),
+            GgmlType::Q8_0 => (WeightFormat::Q8_0, k / 4, k / 32),
+            other => return Err(unsupported(&name, other)),
+        };
+        let row_bytes = row_words as u64 * 4;
+        let split = RowSplit::new(rows, row_bytes, gpu.max_binding_bytes)?;
+        let src_row_bytes = (info.n_bytes / rows.max(1) as u64) as usize;
+        let mut chunks = Vec::with_capacity(split.chunks.len());
+        for &(first_row, n) in &split.chunks {
+            let src =
+                &data[first_row as usize * src_row_bytes..(first_row + n) as usize * src_row_bytes];
+            let label = format!("{name}[{first_row}..{}]", first_row + n);
+            let mut words = vec![0u8; n as usize * row_bytes as usize];
+            let mut scales = None;
+            match info.ggml_type {
+                GgmlType::F16 => {
+                    for (dst, s) in words
+                        .chunks_mut(row_bytes as usize)
+                        .zip(src.chunks(src_row_bytes))
+                    {
+                        dst[..s.len()].copy_from_slice(s);
+                    }
+                }
+                GgmlType::F32 | GgmlType::BF16 => {
+                    for (dst, s) in words
+                        .chunks_mut(row_bytes as usize)
+                        .zip(src.chunks(src_row_bytes))
+                    {
+                        let row = dequant::to_f32(info.ggml_type, s, k as usize)?;
+                        dst[..row.len() * 4].copy_from_slice(bytemuck::cast_slice(&row));
+                    }
+                }
+                GgmlType::Q8_0 => {
+                    let mut sc =
+                        vec![0u8; (n as usize * blocks_per_row as usize * 2).next_multiple_of(4)];
+                    for (b, block) in src.chunks_exact(34).enumerate() {
+                        sc[b * 2..b * 2 + 2].copy_from_slice(&block[..2]);
+                        words[b * 32..b * 32 + 32].copy_from_slice(&block[2..]);
+                    }
+                    let buf = storage_buffer(gpu, &format!("{label}.scales"), sc.len() as u64);
+                    gpu.queue.write_buffer(&buf, 0, &sc);
+                    scales = Some(buf);
+                }
+                _ => unreachable!("format checked above"),
+            }
+            let buf = storage_buffer(gpu, &label, words.len() as u64);
+            gpu.queue.write_buffer(&buf, 0, &words);
+            // Flush the staging copy now so peak host memory stays near one chunk.
+            gpu.queue.submit([]);
+            chunks.push(MatrixChunk {
+                first_row,
+                rows: n,
+                data: buf,
+                scales,
+            });
+        }
+        Ok(Self {
+            name,
+            format,
+            rows,
+            k,
+            row_words,
+            blocks_per_row,
+            chunks,
+        })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.chunks
+            .iter()
+            .map(|c| c.data.size() + c.scales.as_ref().map_or(0, |s| s.size()))
+            .sum()
+    }
+}
+
+/// A 1-D tensor (norm weight, bias) as f32 on the GPU.
+pub fn upload_vector(gpu: &Gpu, file: &GgufFile, info: &TensorInfo) -> Result<wgpu::Buffer> {
+    let values = dequant::to_f32(
+        info.ggml_type,
+        file.tensor_data(info),
+        info.n_elements as usize,
+    )
+    .map_err(|_| unsupported(&info.name, info.ggml_type))?;
+    let buf = storage_buffer(gpu, &info.name, values.len() as u64 * 4);
+    gpu.queue
+        .write_buffer(&buf, 0, bytemuck::cast_slice(&values));
+    Ok(buf)
+}
+
+/// A batch of activation rows, each padded to a multiple of 8 floats so kernels can use
+/// vector loads.
+pub struct Activation {
+    pub buf: wgpu::Buffer,
+    /// Floats between rows.
+    pub stride: u32,
+    pub cols: u32,
+    pub rows: u32,
+}
+
+impl Activation {
+    pub fn new(gpu: &Gpu, label: &str, rows: u32, cols: u32) -> Result<Self> {
+        let stride = cols.next_multiple_of(8);
+        let bytes = rows as u64 * stride as u64 * 4;
+        if bytes > gpu.max_binding_bytes {
+            return Err(Error::Gpu(format!(
+                "activation '{label}' ({rows} x {cols}) exceeds the storage binding limit; lower --batch-size"
+            )));
+        }
+        Ok(Self {
+            buf: storage_buffer(gpu, label, bytes),
+            stride,
+            cols,
+            rows,
+        })
+    }
+}
+
+fn to_u32(v: u64, name: &str) -> Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| Error::Model(format!("tensor '{name}' dimension {v} is too large")))
+}
+
+fn unsupported(name: &str, ty: GgmlType) -> Error {
+    Error::Model(format!(
+        "tensor '{name}' has type {}, which Metallic does not support yet (supported: F32, F16, BF16, Q8_0)",
+        ty.name()
+    ))
+}
