@@ -87,7 +87,7 @@ pub fn qwen2_gguf(spec: &SyntheticSpec) -> Vec<u8> {
             "qwen2.attention.layer_norm_rms_epsilon",
             Value::F32(s.rms_eps),
         );
-    let mut matrix = |w: &mut GgufWriter, rng: &mut Rng, name: &str, rows: u32, k: u32| {
+    let matrix = |w: &mut GgufWriter, rng: &mut Rng, name: &str, rows: u32, k: u32| {
         let data = rng.vec((rows * k) as usize, 1.5 / (k as f32).sqrt(), 0.0);
         let bytes = match s.matrix_type {
             GgmlType::F32 => dequant::f32_to_bytes(&data),

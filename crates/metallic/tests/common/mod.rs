@@ -1,0 +1,168 @@
+//! Shared helpers for the per-kernel tests: device setup, poisoned buffers, weight
+//! matrices written as in-memory GGUF, and the normalised error check.
+#![allow(dead_code)]
+
+use metallic::gguf::{dequant, GgmlType, GgufFile, GgufWriter};
+use metallic::gpu::{read_buffer, storage_buffer, Dispatch, Gpu, GpuOptions, Plan};
+use metallic::synthetic::Rng;
+use metallic::tensor::{Activation, GpuMatrix};
+
+/// A quiet-NaN bit pattern: every output buffer is filled with it before a run, so an
+/// element the kernel forgot to write reads back as NaN.
+pub const POISON: u32 = 0x7fc0_0000;
+
+pub fn gpu(max_binding_bytes: Option<u64>) -> Gpu {
+    Gpu::new(&GpuOptions { max_binding_bytes }).expect("a Vulkan device (lavapipe) is required")
+}
+
+/// `n` random values in `[-scale, scale)`, never exactly zero.
+pub fn rand_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let v = rng.symmetric();
+            scale * if v == 0.0 { 0.5 } else { v }
+        })
+        .collect()
+}
+
+pub fn poison(gpu: &Gpu, buf: &wgpu::Buffer) {
+    let words = vec![POISON; (buf.size() / 4) as usize];
+    gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(&words));
+}
+
+pub fn write_f32(gpu: &Gpu, buf: &wgpu::Buffer, data: &[f32]) {
+    gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(data));
+}
+
+pub fn write_u32(gpu: &Gpu, buf: &wgpu::Buffer, data: &[u32]) {
+    gpu.queue.write_buffer(buf, 0, bytemuck::cast_slice(data));
+}
+
+/// The whole buffer as f32.
+pub fn read_f32(gpu: &Gpu, buf: &wgpu::Buffer) -> Vec<f32> {
+    let bytes = read_buffer(gpu, buf, 0, buf.size()).expect("readback");
+    bytemuck::pod_collect_to_vec(&bytes)
+}
+
+/// The whole buffer as u32.
+pub fn read_u32(gpu: &Gpu, buf: &wgpu::Buffer) -> Vec<u32> {
+    let bytes = read_buffer(gpu, buf, 0, buf.size()).expect("readback");
+    bytemuck::pod_collect_to_vec(&bytes)
+}
+
+/// A storage buffer holding `data`.
+pub fn f32_buffer(gpu: &Gpu, label: &str, data: &[f32]) -> wgpu::Buffer {
+    let buf = storage_buffer(gpu, label, data.len() as u64 * 4);
+    write_f32(gpu, &buf, data);
+    buf
+}
+
+/// The 4-word step state [pos, n_rows, n_out, 0].
+pub fn state_buffer(gpu: &Gpu, pos: u32, n_rows: u32, n_out: u32) -> wgpu::Buffer {
+    let buf = storage_buffer(gpu, "state", 16);
+    write_u32(gpu, &buf, &[pos, n_rows, n_out, 0]);
+    buf
+}
+
+/// Writes `data` ((rows, cols), dense) into `act`'s padded rows; padding gets `pad`.
+pub fn write_rows(gpu: &Gpu, act: &Activation, data: &[f32], pad: f32) {
+    let (cols, stride) = (act.cols as usize, act.stride as usize);
+    let mut full = vec![pad; (act.buf.size() / 4) as usize];
+    for (r, row) in data.chunks(cols).enumerate() {
+        full[r * stride..r * stride + cols].copy_from_slice(row);
+    }
+    write_f32(gpu, &act.buf, &full);
+}
+
+/// The first `rows` rows of `act` without padding, read back from `full` (the whole
+/// buffer as read back).
+pub fn unpad(act: &Activation, full: &[f32], rows: usize) -> Vec<f32> {
+    let (cols, stride) = (act.cols as usize, act.stride as usize);
+    (0..rows)
+        .flat_map(|r| full[r * stride..r * stride + cols].iter().copied())
+        .collect()
+}
+
+/// Records `dispatches` into one compute pass for a batch of `rows` and submits it.
+pub fn run(gpu: &Gpu, dispatches: Vec<Dispatch>, rows: u32) {
+    let mut plan = Plan::default();
+    for d in dispatches {
+        plan.push(d);
+    }
+    run_plan(gpu, &plan, rows, 1);
+}
+
+/// Encodes `plan` `times` times back to back in one compute pass and submits it.
+pub fn run_plan(gpu: &Gpu, plan: &Plan, rows: u32, times: u32) {
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        for _ in 0..times {
+            plan.encode(&mut pass, rows);
+        }
+    }
+    gpu.queue.submit([enc.finish()]);
+}
+
+/// Asserts `got` matches `want` with max|got - want| / max|want| <= tol; a NaN in `got`
+/// (a poisoned element left unwritten) fails with its index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().position(|v| !v.is_finite()) {
+        panic!(
+            "{what}: element {i} of {} is {} (not written?), expected {}",
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "{what}: reference is all zeros");
+    let (mut worst, mut at) = (0f64, 0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let d = (g as f64 - w).abs();
+        if d > worst {
+            worst = d;
+            at = i;
+        }
+    }
+    let rel = worst / scale;
+    assert!(
+        rel <= tol,
+        "{what}: max|Δ|/max|ref| = {rel:.3e} > {tol:.0e} (element {at}: got {}, expected {})",
+        got[at],
+        want[at]
+    );
+}
+
+/// Asserts every word of `got` still holds the poison pattern.
+pub fn assert_poisoned(what: &str, got: &[f32]) {
+    if let Some(i) = got.iter().position(|v| v.to_bits() != POISON) {
+        panic!(
+            "{what}: element {i} was overwritten with {} (should be untouched)",
+            got[i]
+        );
+    }
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Serialises a (rows, k) matrix as a GGUF tensor of type `ty`, uploads it and returns
+/// it with its dequantized values (what the kernel should see).
+pub fn matrix(gpu: &Gpu, ty: GgmlType, rows: u32, k: u32, data: &[f32]) -> (GpuMatrix, Vec<f32>) {
+    let bytes = match ty {
+        GgmlType::F32 => dequant::f32_to_bytes(data),
+        GgmlType::F16 => dequant::f32_to_f16_bytes(data),
+        GgmlType::Q8_0 => dequant::quantize_q8_0(data),
+        t => panic!("no fixture for {t:?}"),
+    };
+    let mut w = GgufWriter::new();
+    w.add_tensor("w", ty, &[k as u64, rows as u64], bytes);
+    let file = GgufFile::from_bytes(w.to_bytes()).expect("gguf");
+    let info = file.require_tensor("w").expect("tensor");
+    let deq = dequant::to_f32(ty, file.tensor_data(info), (rows * k) as usize).expect("dequant");
+    let m = GpuMatrix::upload(gpu, &file, info).expect("upload");
+    (m, deq)
+}

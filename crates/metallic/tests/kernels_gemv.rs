@@ -1,0 +1,278 @@
+//! `matmul_gemv::linear` against an f64 CPU matvec over the dequantized weights: F16,
+//! F32 and Q8_0, odd shapes, bias, accumulate, split bindings and every tuning config.
+
+mod common;
+
+use common::*;
+use metallic::gguf::GgmlType;
+use metallic::gpu::{storage_buffer, Gpu, Grid};
+use metallic::kernels::matmul_gemv::{linear, GemvConfig};
+use metallic::synthetic::Rng;
+use metallic::tensor::Activation;
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    ty: GgmlType,
+    n: u32,
+    k: u32,
+    rows: u32,
+    bias: bool,
+    accumulate: bool,
+}
+
+fn tolerance(ty: GgmlType) -> f64 {
+    match ty {
+        GgmlType::F32 => 1e-4,
+        _ => 2e-3,
+    }
+}
+
+/// Runs one GEMV and checks it; returns the number of weight chunks.
+fn check(gpu: &Gpu, cfg: &GemvConfig, c: Case, rng: &mut Rng) -> usize {
+    let what = format!("{c:?} {cfg:?}");
+    let (n, k, rows) = (c.n as usize, c.k as usize, c.rows as usize);
+    let (w, deq) = matrix(gpu, c.ty, c.n, c.k, &rand_vec(rng, n * k, 1.0));
+    // One spare row of capacity: a batch of `rows` must leave it alone.
+    let x = Activation::new(gpu, "x", c.rows + 1, c.k).unwrap();
+    let y = Activation::new(gpu, "y", c.rows + 1, c.n).unwrap();
+    let xs = rand_vec(rng, rows * k, 1.0);
+    write_rows(gpu, &x, &xs, 0.0);
+    let y_words = (y.buf.size() / 4) as usize;
+    let y0: Vec<f32> = if c.accumulate {
+        rand_vec(rng, y_words, 2.0)
+    } else {
+        vec![f32::from_bits(POISON); y_words]
+    };
+    write_f32(gpu, &y.buf, &y0);
+    let bias = rand_vec(rng, n, 0.5);
+    let bias_buf = f32_buffer(gpu, "bias", &bias);
+    let dummy = storage_buffer(gpu, "dummy", 16);
+    let ds = linear(
+        gpu,
+        cfg,
+        &w,
+        &x,
+        &y,
+        c.bias.then_some(&bias_buf),
+        c.accumulate,
+        &dummy,
+    )
+    .unwrap();
+    assert_eq!(ds.len(), w.chunks.len(), "{what}: one dispatch per chunk");
+    run(gpu, ds, c.rows);
+    let got = read_f32(gpu, &y.buf);
+
+    let stride = y.stride as usize;
+    let mut want = Vec::with_capacity(rows * n);
+    for m in 0..rows {
+        for j in 0..n {
+            let mut s: f64 = (0..k)
+                .map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64)
+                .sum();
+            if c.bias {
+                s += bias[j] as f64;
+            }
+            if c.accumulate {
+                s += y0[m * stride + j] as f64;
+            }
+            want.push(s);
+        }
+    }
+    assert_close(&what, &unpad(&y, &got, rows), &want, tolerance(c.ty));
+    // Row padding and the spare batch row keep what was there before.
+    for (i, (g, o)) in got.iter().zip(&y0).enumerate() {
+        let (r, col) = (i / stride, i % stride);
+        if r >= rows || col >= n {
+            assert_eq!(
+                g.to_bits(),
+                o.to_bits(),
+                "{what}: y[{r}][{col}] outside the output was written"
+            );
+        }
+    }
+    w.chunks.len()
+}
+
+const FLAGS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+#[test]
+fn gemv_dense_odd_k() {
+    // F16 and F32 rows of any length: K = 7 is all tail, 36 and 100 have a tail after
+    // the vector loop, 1000 and 2048 loop several times per lane.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(11);
+    let cfg = GemvConfig::default();
+    let mut idx = 0;
+    for ty in [GgmlType::F16, GgmlType::F32] {
+        for k in [7, 36, 100, 1000, 2048] {
+            for n in [1, 13, 37] {
+                for rows in [1, 5] {
+                    let (bias, accumulate) = FLAGS[idx % 4];
+                    idx += 1;
+                    let c = Case {
+                        ty,
+                        n,
+                        k,
+                        rows,
+                        bias,
+                        accumulate,
+                    };
+                    check(&gpu, &cfg, c, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemv_q8_0_shapes() {
+    let gpu = gpu(None);
+    let mut rng = Rng::new(12);
+    let cfg = GemvConfig::default();
+    let mut idx = 0;
+    for k in [32, 64, 96, 1024] {
+        for n in [1, 13, 37] {
+            for rows in [1, 5] {
+                let (bias, accumulate) = FLAGS[idx % 4];
+                idx += 1;
+                let c = Case {
+                    ty: GgmlType::Q8_0,
+                    n,
+                    k,
+                    rows,
+                    bias,
+                    accumulate,
+                };
+                check(&gpu, &cfg, c, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemv_every_config() {
+    // wg 32 with 8 rows per group on 8-wide subgroups: fewer subgroups than rows, so
+    // each subgroup loops over rows; wg 256 with 2 rows: 16 subgroups share one row.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(13);
+    for cols_per_tg in [2, 4, 8] {
+        for wg_size in [32, 64, 128, 256] {
+            let cfg = GemvConfig {
+                cols_per_tg,
+                wg_size,
+            };
+            for (ty, k) in [
+                (GgmlType::F16, 100),
+                (GgmlType::F16, 520),
+                (GgmlType::F32, 36),
+                (GgmlType::F32, 300),
+                (GgmlType::Q8_0, 96),
+                (GgmlType::Q8_0, 512),
+            ] {
+                for (rows, (bias, accumulate)) in [(1, FLAGS[0]), (5, FLAGS[3]), (2, FLAGS[1])] {
+                    let c = Case {
+                        ty,
+                        n: 37,
+                        k,
+                        rows,
+                        bias,
+                        accumulate,
+                    };
+                    check(&gpu, &cfg, c, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemv_split_bindings() {
+    // A 4 KiB binding limit splits a 300-row matrix into many chunks; each dispatch must
+    // write its rows at their offset in y (and read its bias there).
+    let gpu = gpu(Some(4096));
+    assert_eq!(gpu.max_binding_bytes, 4096);
+    let mut rng = Rng::new(14);
+    let configs = [
+        GemvConfig::default(),
+        GemvConfig {
+            cols_per_tg: 8,
+            wg_size: 32,
+        },
+        GemvConfig {
+            cols_per_tg: 2,
+            wg_size: 256,
+        },
+    ];
+    for cfg in &configs {
+        for (ty, k) in [
+            (GgmlType::F16, 100),
+            (GgmlType::F32, 64),
+            (GgmlType::F32, 7),
+            (GgmlType::Q8_0, 64),
+            (GgmlType::Q8_0, 96),
+        ] {
+            // y of 3 rows x 304 floats still fits in one 4 KiB binding.
+            for (rows, (bias, accumulate)) in [(1, FLAGS[1]), (2, FLAGS[0]), (2, FLAGS[3])] {
+                let c = Case {
+                    ty,
+                    n: 300,
+                    k,
+                    rows,
+                    bias,
+                    accumulate,
+                };
+                let chunks = check(&gpu, cfg, c, &mut rng);
+                assert!(
+                    chunks >= 3,
+                    "{c:?}: expected a split matrix, got {chunks} chunk(s)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gemv_grid_folded_into_z() {
+    // N > 65535 * cols_per_tg: the grid folds into z and the kernel rebuilds its group
+    // index as wg.x + wg.z * num_workgroups.x. Short rows keep it cheap on lavapipe.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(15);
+    let cfg = GemvConfig {
+        cols_per_tg: 2,
+        wg_size: 32,
+    };
+    let n: u32 = 2 * 65_535 + 37;
+    assert_eq!(Grid::PerRow(n.div_ceil(2)).size(1)[2], 2);
+    for (ty, k, rows) in [(GgmlType::F16, 8, 1), (GgmlType::Q8_0, 32, 2)] {
+        let c = Case {
+            ty,
+            n,
+            k,
+            rows,
+            bias: true,
+            accumulate: false,
+        };
+        check(&gpu, &cfg, c, &mut rng);
+    }
+}
+
+#[test]
+fn grid_per_row_folds_into_z() {
+    for (x, rows) in [(100_000u32, 3u32), (65_535, 2), (65_536, 1), (200_001, 4)] {
+        let [gx, gy, gz] = Grid::PerRow(x).size(rows);
+        assert!(gx <= 65_535, "PerRow({x}): x = {gx} over the limit");
+        assert_eq!(gy, rows);
+        // The kernels index groups as wg.x + wg.z * gx: all of 0..x must be covered,
+        // and no z slice may be entirely past the end.
+        assert!(
+            gx as u64 * gz as u64 >= x as u64,
+            "PerRow({x}): {gx} x {gz} too few"
+        );
+        assert!(
+            gx as u64 * (gz as u64 - 1) < x as u64,
+            "PerRow({x}): empty z slice"
+        );
+    }
+    assert_eq!(Grid::PerRow(100_000).size(3), [50_000, 3, 2]);
+    assert_eq!(Grid::PerRow(7).size(5), [7, 5, 1]);
+}

@@ -1,0 +1,401 @@
+//! RMSNorm, RoPE + KV-cache append, and causal attention against f64 CPU references.
+
+mod common;
+
+use common::*;
+use metallic::gpu::{storage_buffer, Gpu};
+use metallic::kernels::attention::{attention, AttentionBindings, MAX_HEAD_DIM};
+use metallic::kernels::rmsnorm::rmsnorm;
+use metallic::kernels::rope_kv::{rope_kv, RopeKvBindings};
+use metallic::reference;
+use metallic::synthetic::Rng;
+use metallic::tensor::Activation;
+
+// ---------------------------------------------------------------------------------
+// RMSNorm
+
+#[test]
+fn rmsnorm_rows() {
+    let gpu = gpu(None);
+    let mut rng = Rng::new(21);
+    let eps = 1e-6;
+    for n in [64u32, 896, 1000] {
+        for rows in [1u32, 3] {
+            let what = format!("rmsnorm n={n} rows={rows}");
+            let x = Activation::new(&gpu, "x", rows + 1, n).unwrap();
+            let y = Activation::new(&gpu, "y", rows + 1, n).unwrap();
+            // Rows of different magnitude, so a row mixed up with another shows.
+            let xs: Vec<f32> = (0..rows)
+                .flat_map(|r| rand_vec(&mut rng, n as usize, 0.5 + r as f32))
+                .collect();
+            write_rows(&gpu, &x, &xs, 0.0);
+            let weight: Vec<f32> = rand_vec(&mut rng, n as usize, 0.3)
+                .iter()
+                .map(|v| v + 1.0)
+                .collect();
+            let wbuf = f32_buffer(&gpu, "w", &weight);
+            poison(&gpu, &y.buf);
+            let state = state_buffer(&gpu, 0, rows, 0);
+            let d = rmsnorm(&gpu, &state, &x, &wbuf, &y, eps, false).unwrap();
+            run(&gpu, vec![d], rows);
+            let got = read_f32(&gpu, &y.buf);
+            let want: Vec<f64> = xs
+                .chunks(n as usize)
+                .flat_map(|row| to_f64(&reference::rms_norm(row, &weight, eps)))
+                .collect();
+            assert_close(&what, &unpad(&y, &got, rows as usize), &want, 1e-4);
+            // Padding and the spare row stay poisoned.
+            let stride = y.stride as usize;
+            let outside: Vec<f32> = got
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i / stride >= rows as usize || i % stride >= n as usize)
+                .map(|(_, v)| *v)
+                .collect();
+            assert_poisoned(&what, &outside);
+        }
+    }
+}
+
+#[test]
+fn rmsnorm_last_row_only() {
+    // Reads row n_rows - 1 (from the state buffer), writes row 0 and nothing else.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(22);
+    let eps = 1e-5;
+    for n in [64u32, 896, 1000] {
+        for n_rows in [1u32, 3] {
+            let what = format!("rmsnorm last_row_only n={n} n_rows={n_rows}");
+            let cap = 4;
+            let x = Activation::new(&gpu, "x", cap, n).unwrap();
+            let y = Activation::new(&gpu, "y", cap, n).unwrap();
+            let xs: Vec<f32> = (0..cap)
+                .flat_map(|r| rand_vec(&mut rng, n as usize, 0.5 + r as f32))
+                .collect();
+            write_rows(&gpu, &x, &xs, 0.0);
+            let weight: Vec<f32> = rand_vec(&mut rng, n as usize, 0.3)
+                .iter()
+                .map(|v| v + 1.0)
+                .collect();
+            let wbuf = f32_buffer(&gpu, "w", &weight);
+            poison(&gpu, &y.buf);
+            let state = state_buffer(&gpu, 7, n_rows, 0);
+            let d = rmsnorm(&gpu, &state, &x, &wbuf, &y, eps, true).unwrap();
+            run(&gpu, vec![d], n_rows);
+            let got = read_f32(&gpu, &y.buf);
+            let last = &xs[(n_rows - 1) as usize * n as usize..][..n as usize];
+            let want = to_f64(&reference::rms_norm(last, &weight, eps));
+            assert_close(&what, &unpad(&y, &got, 1), &want, 1e-4);
+            assert_poisoned(&what, &got[n as usize..]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// RoPE + KV append
+
+struct RopeCase {
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    rows: u32,
+    pos: u32,
+    ctx: u32,
+    theta: f32,
+}
+
+/// HF's rounding: inverse frequency rounded to f32, angle = f32(pos) * inv_freq in f32,
+/// then exact sin / cos. Differs from `reference::rope_neox` (f64 angle) by up to
+/// ~pos * 2^-24 radians.
+fn rope_hf(head: &mut [f32], pos: u32, theta: f32) {
+    let half = head.len() / 2;
+    for i in 0..half {
+        let inv = (1.0 / (theta as f64).powf(2.0 * i as f64 / head.len() as f64)) as f32;
+        let angle = (pos as f32 * inv) as f64;
+        let (s, c) = angle.sin_cos();
+        let (a, b) = (head[i] as f64, head[i + half] as f64);
+        head[i] = (a * c - b * s) as f32;
+        head[i + half] = (b * c + a * s) as f32;
+    }
+}
+
+fn check_rope(gpu: &Gpu, c: &RopeCase, rng: &mut Rng) {
+    let what = format!(
+        "rope_kv heads={}/{} hd={} rows={} pos={}",
+        c.n_heads, c.n_kv_heads, c.head_dim, c.rows, c.pos
+    );
+    let hd = c.head_dim as usize;
+    let (q_dim, kv_dim) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+    let rows = c.rows as usize;
+    let q = Activation::new(gpu, "q", c.rows, q_dim).unwrap();
+    let k = Activation::new(gpu, "k", c.rows, kv_dim).unwrap();
+    let v = Activation::new(gpu, "v", c.rows, kv_dim).unwrap();
+    let qs = rand_vec(rng, rows * q_dim as usize, 1.0);
+    let ks = rand_vec(rng, rows * kv_dim as usize, 1.0);
+    let vs = rand_vec(rng, rows * kv_dim as usize, 1.0);
+    // q's padding holds a sentinel: it must survive the in-place rotation.
+    write_rows(gpu, &q, &qs, 42.0);
+    write_rows(gpu, &k, &ks, 0.0);
+    write_rows(gpu, &v, &vs, 0.0);
+    let cache_floats = (c.n_kv_heads * c.ctx * c.head_dim) as u64;
+    let k_cache = storage_buffer(gpu, "k_cache", cache_floats * 4);
+    let v_cache = storage_buffer(gpu, "v_cache", cache_floats * 4);
+    poison(gpu, &k_cache);
+    poison(gpu, &v_cache);
+    // Independent of `rope_kv::inv_freq`: HF's formula, rounded to f32.
+    let inv: Vec<f32> = (0..hd / 2)
+        .map(|i| (1.0 / (c.theta as f64).powf(2.0 * i as f64 / hd as f64)) as f32)
+        .collect();
+    let inv_buf = f32_buffer(gpu, "inv_freq", &inv);
+    let state = state_buffer(gpu, c.pos, c.rows, 0);
+    let b = RopeKvBindings {
+        state: &state,
+        q: &q,
+        k: &k,
+        v: &v,
+        k_cache: &k_cache,
+        v_cache: &v_cache,
+        inv_freq: &inv_buf,
+    };
+    let d = rope_kv(gpu, &b, c.n_heads, c.n_kv_heads, c.head_dim, c.ctx).unwrap();
+    run(gpu, vec![d], c.rows);
+    let q_got = read_f32(gpu, &q.buf);
+    let kc = read_f32(gpu, &k_cache);
+    let vc = read_f32(gpu, &v_cache);
+
+    // The f64-angle reference of the CPU forward pass is only usable where pos * 2^-24
+    // is negligible; far out, compare with HF's f32 angle (what the kernel promises)
+    // and keep a loose check against the f64 angle.
+    let large = c.pos > 4096;
+    let rotate = |head: &mut [f32], pos: u32| {
+        if large {
+            rope_hf(head, pos, c.theta)
+        } else {
+            reference::rope_neox(head, pos as usize, c.theta)
+        }
+    };
+    let mut q_want = qs.clone();
+    let mut q_f64 = qs.clone();
+    for m in 0..rows {
+        for h in 0..c.n_heads as usize {
+            let s = m * q_dim as usize + h * hd;
+            rotate(&mut q_want[s..s + hd], c.pos + m as u32);
+            reference::rope_neox(&mut q_f64[s..s + hd], c.pos as usize + m, c.theta);
+        }
+    }
+    let q_rows = unpad(&q, &q_got, rows);
+    assert_close(&format!("{what}: q"), &q_rows, &to_f64(&q_want), 1e-4);
+    if large {
+        assert_close(
+            &format!("{what}: q vs f64 angle"),
+            &q_rows,
+            &to_f64(&q_f64),
+            2e-3,
+        );
+    }
+    let stride = q.stride as usize;
+    for (i, v) in q_got.iter().enumerate() {
+        if i % stride >= q_dim as usize {
+            assert_eq!(*v, 42.0, "{what}: q padding {i} was written");
+        }
+    }
+
+    // Cache: slot (kvh, pos + m) holds rotated k and copied v; every other slot untouched.
+    let mut k_want = Vec::new();
+    let mut v_want = Vec::new();
+    let mut k_got = Vec::new();
+    let mut v_got = Vec::new();
+    let mut written = vec![false; cache_floats as usize];
+    for m in 0..rows {
+        for kvh in 0..c.n_kv_heads as usize {
+            let src = m * kv_dim as usize + kvh * hd;
+            let mut head = ks[src..src + hd].to_vec();
+            rotate(&mut head, c.pos + m as u32);
+            k_want.extend(to_f64(&head));
+            v_want.extend(to_f64(&vs[src..src + hd]));
+            let dst = (kvh * c.ctx as usize + c.pos as usize + m) * hd;
+            k_got.extend_from_slice(&kc[dst..dst + hd]);
+            v_got.extend_from_slice(&vc[dst..dst + hd]);
+            written[dst..dst + hd].iter_mut().for_each(|w| *w = true);
+        }
+    }
+    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 1e-4);
+    assert_eq!(
+        v_got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        v_want
+            .iter()
+            .map(|&v| (v as f32).to_bits())
+            .collect::<Vec<_>>(),
+        "{what}: v cache is not an exact copy"
+    );
+    let untouched = |cache: &[f32]| -> Vec<f32> {
+        cache
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| !**w)
+            .map(|(v, _)| *v)
+            .collect()
+    };
+    assert_poisoned(&format!("{what}: k cache elsewhere"), &untouched(&kc));
+    assert_poisoned(&format!("{what}: v cache elsewhere"), &untouched(&vc));
+}
+
+#[test]
+fn rope_kv_small_positions() {
+    let gpu = gpu(None);
+    let mut rng = Rng::new(31);
+    for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (3, 1, 20), (2, 2, 256), (4, 4, 128)] {
+        for (rows, pos) in [(2, 5), (1, 0), (3, 17)] {
+            let c = RopeCase {
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                rows,
+                pos,
+                ctx: 24,
+                theta: 10_000.0,
+            };
+            check_rope(&gpu, &c, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn rope_kv_large_position() {
+    // 2 x 64-float slots at 30000 and 30001 in a 30010-position cache (7.7 MB).
+    let gpu = gpu(None);
+    let mut rng = Rng::new(32);
+    for theta in [10_000.0, 1_000_000.0] {
+        let c = RopeCase {
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 64,
+            rows: 2,
+            pos: 30_000,
+            ctx: 30_010,
+            theta,
+        };
+        check_rope(&gpu, &c, &mut rng);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Attention
+
+/// Causal softmax attention in f64: batch row m at position pos + m sees cache
+/// positions 0..=pos + m. Caches are (n_kv_heads, ctx, head_dim).
+#[allow(clippy::too_many_arguments)]
+fn attention_ref(
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    n_heads: usize,
+    n_kv_heads: usize,
+    hd: usize,
+    ctx: usize,
+    pos: usize,
+    rows: usize,
+) -> Vec<f64> {
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut out = Vec::with_capacity(rows * n_heads * hd);
+    for m in 0..rows {
+        let n_keys = pos + m + 1;
+        for h in 0..n_heads {
+            let kvh = h / group;
+            let qh = &q[(m * n_heads + h) * hd..][..hd];
+            let slot = |t: usize| (kvh * ctx + t) * hd;
+            let scores: Vec<f64> = (0..n_keys)
+                .map(|t| {
+                    let kt = &k_cache[slot(t)..slot(t) + hd];
+                    qh.iter()
+                        .zip(kt)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let p: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = p.iter().sum();
+            for d in 0..hd {
+                let acc: f64 = (0..n_keys)
+                    .map(|t| p[t] * v_cache[slot(t) + d] as f64)
+                    .sum();
+                out.push(acc / sum);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_causal_gqa_and_mha() {
+    let gpu = gpu(None);
+    let mut rng = Rng::new(41);
+    assert_eq!(MAX_HEAD_DIM, 256);
+    for (n_heads, n_kv_heads) in [(4usize, 2usize), (4, 4)] {
+        for hd in [64usize, 128, 256] {
+            // Key counts 1..3, 127..129, 128..130, 201..203, 255..257 and 256: within,
+            // at and across the 128-wide tile boundaries.
+            for (pos, rows) in [
+                (0usize, 1usize),
+                (0, 3),
+                (126, 3),
+                (127, 1),
+                (127, 3),
+                (200, 3),
+                (254, 3),
+                (255, 1),
+            ] {
+                let what =
+                    format!("attention heads={n_heads}/{n_kv_heads} hd={hd} pos={pos} rows={rows}");
+                let ctx = 260;
+                let q_dim = (n_heads * hd) as u32;
+                let q = Activation::new(&gpu, "q", rows as u32 + 1, q_dim).unwrap();
+                let out = Activation::new(&gpu, "out", rows as u32 + 1, q_dim).unwrap();
+                // q scaled up so the softmax is far from uniform.
+                let qs = rand_vec(&mut rng, rows * n_heads * hd, 4.0);
+                write_rows(&gpu, &q, &qs, 0.0);
+                // Positions past the last batch row's hold NaN: a kernel that lets a
+                // future (or stale) slot leak into the result fails.
+                let visible = pos + rows;
+                let mut kc = vec![f32::from_bits(POISON); n_kv_heads * ctx * hd];
+                let mut vc = kc.clone();
+                for kvh in 0..n_kv_heads {
+                    let s = kvh * ctx * hd;
+                    kc[s..s + visible * hd].copy_from_slice(&rand_vec(&mut rng, visible * hd, 1.0));
+                    vc[s..s + visible * hd].copy_from_slice(&rand_vec(&mut rng, visible * hd, 1.0));
+                }
+                let k_cache = f32_buffer(&gpu, "k_cache", &kc);
+                let v_cache = f32_buffer(&gpu, "v_cache", &vc);
+                poison(&gpu, &out.buf);
+                let state = state_buffer(&gpu, pos as u32, rows as u32, 0);
+                let b = AttentionBindings {
+                    state: &state,
+                    q: &q,
+                    k_cache: &k_cache,
+                    v_cache: &v_cache,
+                    out: &out,
+                };
+                let d = attention(
+                    &gpu,
+                    &b,
+                    n_heads as u32,
+                    n_kv_heads as u32,
+                    hd as u32,
+                    ctx as u32,
+                )
+                .unwrap();
+                run(&gpu, vec![d], rows as u32);
+                let got = read_f32(&gpu, &out.buf);
+                let want = attention_ref(&qs, &kc, &vc, n_heads, n_kv_heads, hd, ctx, pos, rows);
+                assert_close(&what, &unpad(&out, &got, rows), &want, 1e-4);
+                assert_poisoned(
+                    &format!("{what}: spare row"),
+                    &got[rows * out.stride as usize..],
+                );
+            }
+        }
+    }
+}
