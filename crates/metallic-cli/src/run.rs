@@ -172,6 +172,8 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             .collect();
         let json = serde_json::json!({
             "model": args.model.display().to_string(),
+            "device": engine.gpu.describe(),
+            "dispatches_per_token": engine.dispatches_per_token(),
             "prompt_tokens": prompt_ids,
             "tokens": generation.tokens,
             "text": tokenizer.decode(&visible),

@@ -153,12 +153,14 @@ pub fn silu(x: f32) -> f32 {
     (x as f64 / (1.0 + (-x as f64).exp())) as f32
 }
 
-/// NEOX pairing: element i rotates with element i + head_dim/2.
+/// NEOX pairing: element i rotates with element i + head_dim/2. The angle is rounded
+/// to f32 the way Hugging Face computes it (f32 inverse frequency times f32 position),
+/// so long contexts stay comparable with transformers.
 pub fn rope_neox(head: &mut [f32], pos: usize, theta: f32) {
     let half = head.len() / 2;
     for i in 0..half {
-        let freq = 1.0 / (theta as f64).powf(2.0 * i as f64 / head.len() as f64);
-        let (s, c) = (pos as f64 * freq).sin_cos();
+        let inv_freq = (1.0 / (theta as f64).powf(2.0 * i as f64 / head.len() as f64)) as f32;
+        let (s, c) = ((pos as f32 * inv_freq) as f64).sin_cos();
         let (a, b) = (head[i] as f64, head[i + half] as f64);
         head[i] = (a * c - b * s) as f32;
         head[i + half] = (b * c + a * s) as f32;

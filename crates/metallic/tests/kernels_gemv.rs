@@ -1,5 +1,5 @@
 //! `matmul_gemv::linear` against an f64 CPU matvec over the dequantized weights: F16,
-//! F32 and Q8_0, odd shapes, bias, accumulate, split bindings and every tuning config.
+//! F32, BF16 and Q8_0, odd shapes, bias, accumulate, split bindings and every tuning config.
 
 mod common;
 
@@ -22,7 +22,7 @@ struct Case {
 
 fn tolerance(ty: GgmlType) -> f64 {
     match ty {
-        GgmlType::F32 => 1e-4,
+        GgmlType::F32 | GgmlType::BF16 => 1e-4,
         _ => 2e-3,
     }
 }
@@ -103,7 +103,8 @@ fn gemv_dense_odd_k() {
     let mut rng = Rng::new(11);
     let cfg = GemvConfig::default();
     let mut idx = 0;
-    for ty in [GgmlType::F16, GgmlType::F32] {
+    // BF16 is widened to F32 at upload.
+    for ty in [GgmlType::F16, GgmlType::F32, GgmlType::BF16] {
         for k in [7, 36, 100, 1000, 2048] {
             for n in [1, 13, 37] {
                 for rows in [1, 5] {

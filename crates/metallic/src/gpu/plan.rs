@@ -7,8 +7,6 @@ pub enum Grid {
     Fixed([u32; 3]),
     /// `x` workgroups for each batch row (grid y = rows).
     PerRow(u32),
-    /// One workgroup per `per_group` elements of a `row_elems * rows` range.
-    Elements { row_elems: u32, per_group: u32 },
 }
 
 impl Grid {
@@ -22,10 +20,6 @@ impl Grid {
                 [x.div_ceil(z), rows, z]
             }
             Grid::PerRow(x) => [x, rows, 1],
-            Grid::Elements {
-                row_elems,
-                per_group,
-            } => [(row_elems * rows).div_ceil(per_group), 1, 1],
         }
     }
 }

@@ -165,7 +165,7 @@ impl Builder<'_> {
         up: &Activation,
         act: &Activation,
     ) -> Result<()> {
-        plan.push(elementwise::swiglu(self.gpu, self.state, gate, up, act)?);
+        plan.push(elementwise::swiglu(self.gpu, gate, up, act)?);
         Ok(())
     }
 

@@ -155,6 +155,7 @@ pub fn matrix(gpu: &Gpu, ty: GgmlType, rows: u32, k: u32, data: &[f32]) -> (GpuM
     let bytes = match ty {
         GgmlType::F32 => dequant::f32_to_bytes(data),
         GgmlType::F16 => dequant::f32_to_f16_bytes(data),
+        GgmlType::BF16 => dequant::f32_to_bf16_bytes(data),
         GgmlType::Q8_0 => dequant::quantize_q8_0(data),
         t => panic!("no fixture for {t:?}"),
     };

@@ -16,13 +16,7 @@ pub struct SwigluParams {
 }
 
 /// act = silu(gate) * up.
-pub fn swiglu(
-    gpu: &Gpu,
-    state: &wgpu::Buffer,
-    gate: &Activation,
-    up: &Activation,
-    act: &Activation,
-) -> Result<Dispatch> {
+pub fn swiglu(gpu: &Gpu, gate: &Activation, up: &Activation, act: &Activation) -> Result<Dispatch> {
     let pipeline = gpu.pipeline("elementwise", "swiglu", &[])?;
     let params = SwigluParams {
         n: gate.cols,
@@ -37,7 +31,6 @@ pub fn swiglu(
         &pipeline,
         &[
             (0, ubuf.as_entire_binding()),
-            (1, state.as_entire_binding()),
             (2, gate.buf.as_entire_binding()),
             (3, up.buf.as_entire_binding()),
             (4, act.buf.as_entire_binding()),
@@ -47,9 +40,6 @@ pub fn swiglu(
         label: "swiglu",
         pipeline,
         bind_group,
-        grid: Grid::Elements {
-            row_elems: gate.cols,
-            per_group: 256,
-        },
+        grid: Grid::PerRow(gate.cols.div_ceil(256)),
     })
 }
