@@ -7,6 +7,7 @@ use std::sync::Arc;
 use metallic_gguf::GgufFile;
 
 use crate::error::{Error, Result};
+use crate::gpu::profile::{KernelTime, Profiler};
 use crate::gpu::{read_buffer, storage_buffer, uniform_buffer, Gpu, GpuOptions, Plan};
 use crate::kernels::matmul_gemv::GemvConfig;
 use crate::kernels::rope_kv;
@@ -170,6 +171,9 @@ pub struct Engine {
     head: Plan,
     /// Host-side copy of the sequence position, for the evaluation API.
     pos: u32,
+    profiler: Option<Profiler>,
+    /// Per decode step, each dispatch's GPU time (profiling mode only).
+    pub profile: Vec<Vec<KernelTime>>,
 }
 
 impl Engine {
@@ -227,7 +231,17 @@ impl Engine {
             body,
             head,
             pos: 0,
+            profiler: None,
+            profile: Vec::new(),
         })
+    }
+
+    /// Times every dispatch of every decode step from now on (one step per submission,
+    /// so throughput drops while profiling).
+    pub fn enable_profiling(&mut self) -> Result<()> {
+        let n = (self.body.len() + self.head.len()) as u32;
+        self.profiler = Some(Profiler::new(&self.gpu, n)?);
+        Ok(())
     }
 
     pub fn context_size(&self) -> u32 {
@@ -370,6 +384,27 @@ impl Engine {
             gen.finish(max_tokens);
             return Ok(gen);
         }
+        if self.profiler.is_some() {
+            self.decode_profiled(&mut gen, max_tokens, stop_ids, on_token)?;
+        } else {
+            self.decode_pipelined(&mut gen, max_tokens, stop_ids, on_token)?;
+        }
+        // Steps queued past a stop token still run; their tokens are discarded.
+        self.gpu.wait_idle()?;
+        gen.decode_s = decode_start.elapsed().as_secs_f64();
+        gen.finish(max_tokens);
+        Ok(gen)
+    }
+
+    /// Decode steps in batches with two in flight: the CPU records batch i+1 while the
+    /// GPU runs batch i, and reads batch i's tokens when they land.
+    fn decode_pipelined(
+        &self,
+        gen: &mut Generation,
+        max_tokens: u32,
+        stop_ids: &[u32],
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<()> {
         let batch = decode_batch();
         let mut submitted = 1u32;
         let mut in_flight = std::collections::VecDeque::new();
@@ -389,18 +424,38 @@ impl Engine {
                 submitted += n;
             }
             let Some(pending) = in_flight.pop_front() else {
-                break;
+                return Ok(());
             };
             let tokens = pending.wait(&self.gpu)?;
-            if self.accept(&mut gen, &tokens, stop_ids, on_token) {
+            if self.accept(gen, &tokens, stop_ids, on_token) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One step per submission, every dispatch timed.
+    fn decode_profiled(
+        &mut self,
+        gen: &mut Generation,
+        max_tokens: u32,
+        stop_ids: &[u32],
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<()> {
+        let Some(profiler) = &self.profiler else {
+            return Ok(());
+        };
+        for step in 1..max_tokens {
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            let labels = profiler.encode(&mut enc, &[(&self.body, 1), (&self.head, 1)])?;
+            self.gpu.queue.submit([enc.finish()]);
+            let pending = self.read_tokens_async(step, 1)?;
+            self.profile.push(profiler.read(&self.gpu, labels)?);
+            let tokens = pending.wait(&self.gpu)?;
+            if self.accept(gen, &tokens, stop_ids, on_token) {
                 break;
             }
         }
-        // Steps queued past a stop token still run; their tokens are discarded.
-        self.gpu.wait_idle()?;
-        gen.decode_s = decode_start.elapsed().as_secs_f64();
-        gen.finish(max_tokens);
-        Ok(gen)
+        Ok(())
     }
 
     /// Appends tokens up to and including the first stop token; true once stopped.

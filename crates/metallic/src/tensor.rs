@@ -42,6 +42,16 @@ pub struct GpuMatrix {
     pub chunks: Vec<MatrixChunk>,
 }
 
+impl WeightFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F16 => "f16",
+            WeightFormat::F32 => "f32",
+            WeightFormat::Q8_0 => "q8_0",
+        }
+    }
+}
+
 impl GpuMatrix {
     /// Uploads a 2-D GGUF tensor (ne0 = K, ne1 = rows).
     pub fn upload(gpu: &Gpu, file: &GgufFile, info: &TensorInfo) -> Result<Self> {

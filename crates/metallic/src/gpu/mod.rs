@@ -3,6 +3,7 @@
 mod buffer;
 mod context;
 mod plan;
+pub mod profile;
 
 pub use buffer::{read_buffer, storage_buffer, uniform_buffer, RowSplit};
 pub use context::{Gpu, GpuOptions};

@@ -27,10 +27,22 @@ impl Grid {
 /// One recorded kernel launch: everything is built at load, so encoding a step is only
 /// set_pipeline / set_bind_group / dispatch.
 pub struct Dispatch {
-    pub label: &'static str,
+    pub label: String,
     pub pipeline: Arc<wgpu::ComputePipeline>,
     pub bind_group: wgpu::BindGroup,
     pub grid: Grid,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, rows: u32) {
+        let [x, y, z] = self.grid.size(rows);
+        if x == 0 || y == 0 || z == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+    }
 }
 
 /// An ordered list of dispatches; wgpu inserts the barriers between dependent ones.
@@ -46,13 +58,7 @@ impl Plan {
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, rows: u32) {
         for d in &self.dispatches {
-            let [x, y, z] = d.grid.size(rows);
-            if x == 0 || y == 0 || z == 0 {
-                continue;
-            }
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            pass.dispatch_workgroups(x, y, z);
+            d.record(pass, rows);
         }
     }
 

@@ -63,7 +63,7 @@ pub fn attention(
         ],
     );
     Ok(Dispatch {
-        label: "attention",
+        label: "attention".into(),
         pipeline,
         bind_group,
         grid: Grid::PerRow(n_heads),

@@ -37,7 +37,7 @@ pub fn swiglu(gpu: &Gpu, gate: &Activation, up: &Activation, act: &Activation) -
         ],
     );
     Ok(Dispatch {
-        label: "swiglu",
+        label: "swiglu".into(),
         pipeline,
         bind_group,
         grid: Grid::PerRow(gate.cols.div_ceil(256)),

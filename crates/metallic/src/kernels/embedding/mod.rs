@@ -53,7 +53,7 @@ pub fn embed(
             entries.push((4, scales.as_entire_binding()));
         }
         dispatches.push(Dispatch {
-            label: "embedding",
+            label: "embedding".into(),
             bind_group: gpu.bind_group("embedding", &pipeline, &entries),
             pipeline: pipeline.clone(),
             grid: Grid::PerRow(1),

@@ -115,11 +115,20 @@ pub fn linear(
             entries.push((5, scales.as_entire_binding()));
         }
         out.push(Dispatch {
-            label: "gemv",
+            label: format!("gemv_{}:{}", w.format.name(), short_name(&w.name)),
             bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
             pipeline: pipeline.clone(),
             grid: Grid::PerRow(chunk.rows.div_ceil(cfg.cols_per_tg)),
         });
     }
     Ok(out)
+}
+
+/// `blk.3.attn_q.weight` -> `attn_q`: per-kernel profiles group layers together.
+fn short_name(name: &str) -> &str {
+    let name = name.strip_suffix(".weight").unwrap_or(name);
+    match name.strip_prefix("blk.") {
+        Some(rest) => rest.split_once('.').map_or(rest, |(_, n)| n),
+        None => name,
+    }
 }

@@ -55,7 +55,12 @@ pub fn rmsnorm(
         Grid::PerRow(1)
     };
     Ok(Dispatch {
-        label: "rmsnorm",
+        label: if last_row_only {
+            "rmsnorm_last_row"
+        } else {
+            "rmsnorm"
+        }
+        .into(),
         pipeline,
         bind_group,
         grid,

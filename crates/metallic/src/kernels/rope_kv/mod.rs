@@ -70,7 +70,7 @@ pub fn rope_kv(
         ],
     );
     Ok(Dispatch {
-        label: "rope_kv",
+        label: "rope_kv".into(),
         pipeline,
         bind_group,
         grid: Grid::PerRow(n_heads + n_kv_heads),

@@ -41,7 +41,7 @@ pub fn sample(gpu: &Gpu, b: &SampleBindings<'_>) -> Result<Dispatch> {
         ],
     );
     Ok(Dispatch {
-        label: "sample",
+        label: "sample".into(),
         pipeline,
         bind_group,
         grid: Grid::Fixed([1, 1, 1]),
