@@ -11,7 +11,7 @@ use crate::gpu::profile::{KernelTime, Profiler};
 use crate::gpu::{read_buffer, storage_buffer, uniform_buffer, Gpu, GpuOptions, Plan};
 use crate::kernels::matmul_gemv::GemvConfig;
 use crate::kernels::rope_kv;
-use crate::kernels::sampling::{SampleBindings, SampleParams};
+use crate::kernels::sampling::{self, SampleBindings, SampleParams};
 use crate::model::blocks::{Builder, KvCacheLayer};
 use crate::model::{qwen2, ModelConfig};
 use crate::tensor::Activation;
@@ -43,17 +43,19 @@ pub struct StepBuffers {
     pub tokens: wgpu::Buffer,        // (max_rows) input ids
     pub out_tokens: wgpu::Buffer,    // (ctx) every sampled id, in order
     pub sample_params: wgpu::Buffer, // SampleParams (uniform)
-    pub x: Activation,               // (max_rows, hidden) residual stream
-    pub h: Activation,               // (max_rows, hidden) normed
-    pub q: Activation,               // (max_rows, q_dim)
-    pub k: Activation,               // (max_rows, kv_dim)
-    pub v: Activation,               // (max_rows, kv_dim)
-    pub attn: Activation,            // (max_rows, q_dim)
-    pub gate: Activation,            // (max_rows, ffn)
-    pub up: Activation,              // (max_rows, ffn)
-    pub act: Activation,             // (max_rows, ffn)
-    pub x_last: Activation,          // (1, hidden)
-    pub logits: Activation,          // (1, vocab)
+    /// (vocab / 1024, 64) (key, index) candidates from the sampler pre-pass.
+    pub candidates: wgpu::Buffer,
+    pub x: Activation,      // (max_rows, hidden) residual stream
+    pub h: Activation,      // (max_rows, hidden) normed
+    pub q: Activation,      // (max_rows, q_dim)
+    pub k: Activation,      // (max_rows, kv_dim)
+    pub v: Activation,      // (max_rows, kv_dim)
+    pub attn: Activation,   // (max_rows, q_dim)
+    pub gate: Activation,   // (max_rows, ffn)
+    pub up: Activation,     // (max_rows, ffn)
+    pub act: Activation,    // (max_rows, ffn)
+    pub x_last: Activation, // (1, hidden)
+    pub logits: Activation, // (1, vocab)
     pub kv_cache: Vec<KvCacheLayer>,
     pub inv_freq: wgpu::Buffer, // (head_dim / 2)
     pub dummy: wgpu::Buffer,
@@ -80,6 +82,7 @@ impl StepBuffers {
                 "sample.params",
                 &SampleParams::zeroed_for(cfg.vocab, ctx),
             ),
+            candidates: storage_buffer(gpu, "candidates", sampling::candidates_bytes(cfg.vocab)),
             x: act("x", max_rows, cfg.hidden)?,
             h: act("h", max_rows, cfg.hidden)?,
             q: act("q", max_rows, cfg.q_dim())?,
@@ -104,6 +107,7 @@ impl StepBuffers {
             logits: &self.logits.buf,
             tokens: &self.tokens,
             out_tokens: &self.out_tokens,
+            candidates: &self.candidates,
         }
     }
 }

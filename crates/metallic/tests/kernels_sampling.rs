@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use metallic::gpu::{storage_buffer, uniform_buffer, Gpu, Plan};
-use metallic::kernels::sampling::{sample, SampleBindings, SampleParams};
+use metallic::kernels::sampling::{candidates_bytes, sample, SampleBindings, SampleParams};
 use metallic::synthetic::Rng;
 
 struct Sampler {
@@ -36,20 +36,19 @@ impl Sampler {
         let logits = storage_buffer(&gpu, "logits", vocab as u64 * 4);
         let tokens = storage_buffer(&gpu, "tokens", 16);
         let out_tokens = storage_buffer(&gpu, "out_tokens", max_out as u64 * 4);
+        let candidates = storage_buffer(&gpu, "candidates", candidates_bytes(vocab));
         let mut plan = Plan::default();
-        plan.push(
-            sample(
-                &gpu,
-                &SampleBindings {
-                    params: &params,
-                    state: &state,
-                    logits: &logits,
-                    tokens: &tokens,
-                    out_tokens: &out_tokens,
-                },
-            )
-            .unwrap(),
-        );
+        let bindings = SampleBindings {
+            params: &params,
+            state: &state,
+            logits: &logits,
+            tokens: &tokens,
+            out_tokens: &out_tokens,
+            candidates: &candidates,
+        };
+        for d in sample(&gpu, &bindings, vocab).unwrap() {
+            plan.push(d);
+        }
         Self {
             gpu,
             params,
@@ -284,7 +283,8 @@ fn top_k_draws_stay_in_top_k() {
     let mut rng = Rng::new(74);
     let logits = rand_vec(&mut rng, vocab as usize, 3.0);
     s.set_logits(&logits);
-    for (temperature, top_k) in [(1.0, 5), (0.7, 5), (2.0, 40)] {
+    // k <= 64 takes the candidate fast path, 100 the full-vocabulary path.
+    for (temperature, top_k) in [(1.0, 5), (0.7, 5), (2.0, 40), (1.5, 100)] {
         s.set_params(&params(
             vocab,
             200,
@@ -390,10 +390,16 @@ fn empirical_frequencies() {
         logits[i] = p.ln() as f32;
     }
     s.set_logits(&logits);
-    for (temperature, seed) in [(1.0f64, 7u64), (0.5, 8)] {
+    // top_k 0: the full path; top_k 10: the candidate fast path.
+    for (temperature, seed, top_k) in [
+        (1.0f64, 7u64, 0u32),
+        (0.5, 8, 0),
+        (1.0, 9, 10),
+        (0.5, 10, 10),
+    ] {
         let w: Vec<f64> = probs.iter().map(|p| p.powf(1.0 / temperature)).collect();
         let sum: f64 = w.iter().sum();
-        s.set_params(&params(vocab, n, temperature as f32, 0, 1.0, seed));
+        s.set_params(&params(vocab, n, temperature as f32, top_k, 1.0, seed));
         let draws = s.draws(n);
         let mut counts = [0u32; 4];
         for &t in &draws {
@@ -417,6 +423,31 @@ fn empirical_frequencies() {
             "T={temperature}: counts {counts:?}, chi2 {chi2:.1}"
         );
     }
+}
+
+#[test]
+fn ties_at_the_kth_value_fall_back_exactly() {
+    // 100 logits tie at the top inside one 1024-wide chunk: that chunk's 64-entry list
+    // cannot hold them all, so the sampler must take the full path, which keeps every
+    // tie at the k-th value.
+    let vocab = 3000;
+    let s = Sampler::new(vocab, 200);
+    let mut rng = Rng::new(76);
+    let mut logits: Vec<f32> = rand_vec(&mut rng, vocab as usize, 1.0);
+    for l in &mut logits[200..300] {
+        *l = 5.0;
+    }
+    s.set_logits(&logits);
+    s.set_params(&params(vocab, 200, 1.0, 5, 1.0, 1234));
+    let draws = s.draws(200);
+    assert!(
+        draws.iter().all(|&t| (200..300).contains(&t)),
+        "a draw left the tied top set"
+    );
+    assert!(
+        distinct(&draws) > 20,
+        "ties beyond the chunk's list were never drawn"
+    );
 }
 
 #[test]

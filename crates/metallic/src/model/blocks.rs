@@ -169,8 +169,15 @@ impl Builder<'_> {
         Ok(())
     }
 
-    pub fn sample(&self, plan: &mut Plan, b: &sampling::SampleBindings<'_>) -> Result<()> {
-        plan.push(sampling::sample(self.gpu, b)?);
+    pub fn sample(
+        &self,
+        plan: &mut Plan,
+        b: &sampling::SampleBindings<'_>,
+        vocab: u32,
+    ) -> Result<()> {
+        for d in sampling::sample(self.gpu, b, vocab)? {
+            plan.push(d);
+        }
         Ok(())
     }
 }

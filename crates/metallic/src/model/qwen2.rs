@@ -126,7 +126,7 @@ pub fn build(
     let mut head = Plan::default();
     b.rms_norm_last_row(&mut head, &s.x, &w.output_norm, &s.x_last, cfg.rms_eps)?;
     b.linear(&mut head, w.output(), None, &s.x_last, &s.logits)?;
-    b.sample(&mut head, &s.sample_bindings())?;
+    b.sample(&mut head, &s.sample_bindings(), cfg.vocab)?;
     Ok((body, head))
 }
 

@@ -29,8 +29,9 @@ fn key_of(v: f32) -> u32 {
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
-// The key of the k-th largest logit, by four 8-bit radix passes (exact; ties share a key).
-fn kth_largest_key(k: u32, lid: u32) -> u32 {
+// The key of the k-th largest logit (or, with `from_candidates`, of the k-th largest
+// candidate), by four 8-bit radix passes: exact; ties share a key.
+fn kth_largest_key(k: u32, lid: u32, from_candidates: bool) -> u32 {
     if (lid == 0u) {
         radix_prefix = 0u;
         radix_remaining = k;
@@ -40,9 +41,17 @@ fn kth_largest_key(k: u32, lid: u32) -> u32 {
         let high_mask = ~(0xffffffffu >> (8u * round));  // digits already fixed
         atomicStore(&hist[lid], 0u);
         let prefix = workgroupUniformLoad(&radix_prefix);
-        for (var i = lid; i < p.vocab; i += WG) {
-            let key = key_of(logits[i]);
-            if ((key & high_mask) == prefix) {
+        let n = select(p.vocab, n_chunks() * KEEP, from_candidates);
+        for (var i = lid; i < n; i += WG) {
+            var key = 0u;
+            var valid = true;
+            if (from_candidates) {
+                key = candidates[i].x;
+                valid = candidates[i].y != 0xffffffffu;
+            } else {
+                key = key_of(logits[i]);
+            }
+            if (valid && (key & high_mask) == prefix) {
                 atomicAdd(&hist[(key >> shift) & 255u], 1u);
             }
         }
