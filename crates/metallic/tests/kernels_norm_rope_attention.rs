@@ -160,7 +160,12 @@ fn check_rope(gpu: &Gpu, c: &RopeCase, rng: &mut Rng) {
     let d = rope_kv(gpu, &b, c.n_heads, c.n_kv_heads, c.head_dim, c.ctx).unwrap();
     run(gpu, vec![d], c.rows);
     let q_got = read_f32(gpu, &q.buf);
-    let kc = read_f32(gpu, &k_cache);
+    let kc = k_cache_from_gpu(
+        &read_f32(gpu, &k_cache),
+        c.n_kv_heads as usize,
+        hd,
+        c.ctx as usize,
+    );
     let vc = read_f32(gpu, &v_cache);
 
     // The f64-angle reference of the CPU forward pass is only usable where pos * 2^-24
@@ -337,7 +342,7 @@ fn attention_causal_gqa_and_mha() {
     for (n_heads, n_kv_heads) in [(4usize, 2usize), (4, 4)] {
         for hd in [64usize, 128, 256] {
             // Key counts 1..3, 127..129, 128..130, 201..203, 255..257 and 256: within,
-            // at and across the 128-wide tile boundaries.
+            // at and across the 256-wide tile boundaries (one, two and three tiles).
             for (pos, rows) in [
                 (0usize, 1usize),
                 (0, 3),
@@ -347,10 +352,11 @@ fn attention_causal_gqa_and_mha() {
                 (200, 3),
                 (254, 3),
                 (255, 1),
+                (510, 3),
             ] {
                 let what =
                     format!("attention heads={n_heads}/{n_kv_heads} hd={hd} pos={pos} rows={rows}");
-                let ctx = 260;
+                let ctx = 520;
                 let q_dim = (n_heads * hd) as u32;
                 let q = Activation::new(&gpu, "q", rows as u32 + 1, q_dim).unwrap();
                 let out = Activation::new(&gpu, "out", rows as u32 + 1, q_dim).unwrap();
@@ -367,7 +373,8 @@ fn attention_causal_gqa_and_mha() {
                     kc[s..s + visible * hd].copy_from_slice(&rand_vec(&mut rng, visible * hd, 1.0));
                     vc[s..s + visible * hd].copy_from_slice(&rand_vec(&mut rng, visible * hd, 1.0));
                 }
-                let k_cache = f32_buffer(&gpu, "k_cache", &kc);
+                let k_cache =
+                    f32_buffer(&gpu, "k_cache", &k_cache_to_gpu(&kc, n_kv_heads, hd, ctx));
                 let v_cache = f32_buffer(&gpu, "v_cache", &vc);
                 poison(&gpu, &out.buf);
                 let state = state_buffer(&gpu, pos as u32, rows as u32, 0);

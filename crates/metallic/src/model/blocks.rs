@@ -182,7 +182,8 @@ impl Builder<'_> {
     }
 }
 
-/// One layer's preallocated cache: (n_kv_heads, ctx, head_dim) f32 each.
+/// One layer's preallocated cache, f32: K as (n_kv_heads, head_dim, ctx) so attention's
+/// score loads are contiguous, V as (n_kv_heads, ctx, head_dim).
 pub struct KvCacheLayer {
     pub k: wgpu::Buffer,
     pub v: wgpu::Buffer,

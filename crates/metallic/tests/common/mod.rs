@@ -167,3 +167,29 @@ pub fn matrix(gpu: &Gpu, ty: GgmlType, rows: u32, k: u32, data: &[f32]) -> (GpuM
     let m = GpuMatrix::upload(gpu, &file, info).expect("upload");
     (m, deq)
 }
+
+/// The GPU keeps K caches as (n_kv_heads, head_dim, ctx); the tests reason in
+/// (n_kv_heads, ctx, head_dim). These convert between the two.
+pub fn k_cache_from_gpu(kt: &[f32], n_kv: usize, hd: usize, ctx: usize) -> Vec<f32> {
+    let mut k = vec![0f32; kt.len()];
+    for h in 0..n_kv {
+        for d in 0..hd {
+            for t in 0..ctx {
+                k[(h * ctx + t) * hd + d] = kt[(h * hd + d) * ctx + t];
+            }
+        }
+    }
+    k
+}
+
+pub fn k_cache_to_gpu(k: &[f32], n_kv: usize, hd: usize, ctx: usize) -> Vec<f32> {
+    let mut kt = vec![0f32; k.len()];
+    for h in 0..n_kv {
+        for d in 0..hd {
+            for t in 0..ctx {
+                kt[(h * hd + d) * ctx + t] = k[(h * ctx + t) * hd + d];
+            }
+        }
+    }
+    kt
+}

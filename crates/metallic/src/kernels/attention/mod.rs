@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
 use crate::tensor::Activation;
 
-/// The kernel keeps two output dims per thread of a 128-wide workgroup.
+/// One output dim per thread of the 256-wide workgroup at most.
 pub const MAX_HEAD_DIM: u32 = 256;
 
 #[repr(C)]

@@ -1,6 +1,11 @@
-// Causal attention over the KV cache, one workgroup per (query head, batch row). Keys are
-// visited in tiles of 128 with an online softmax, so no (seq x seq) score matrix exists.
-// Batch row m sits at position state.pos + m and sees cache positions 0..=pos.
+// Causal attention over the KV cache, one workgroup per (query head, batch row). Keys
+// are visited in tiles of 256 with an online softmax, so no (seq x seq) score matrix
+// exists. Batch row m sits at position state.pos + m and sees cache positions 0..=pos.
+//
+// The K cache is stored transposed, (n_kv_heads, head_dim, ctx): thread t scores key
+// t0 + t, and at each dim d the workgroup's loads are contiguous. For the V sum, the
+// workgroup splits into 256 / head_dim groups that take every G-th key of the tile,
+// so the serial chain per thread is count / G long; the groups are combined once.
 
 struct AttnParams {
     n_heads: u32,
@@ -13,17 +18,18 @@ struct AttnParams {
     _pad: u32,
 }
 
-const TILE: u32 = 128u;
+const TILE: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> state: StepState;
 @group(0) @binding(2) var<storage, read> q: array<f32>;           // (rows, q_stride), rotated
-@group(0) @binding(3) var<storage, read> k_cache: array<f32>;     // (n_kv_heads, ctx, head_dim)
+@group(0) @binding(3) var<storage, read> k_cache: array<f32>;     // (n_kv_heads, head_dim, ctx)
 @group(0) @binding(4) var<storage, read> v_cache: array<f32>;     // (n_kv_heads, ctx, head_dim)
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (rows, out_stride)
 
 var<workgroup> q_tile: array<f32, 256>;
 var<workgroup> probs: array<f32, TILE>;
+var<workgroup> group_acc: array<f32, TILE>;
 var<workgroup> start_pos: u32;
 
 @compute @workgroup_size(TILE)
@@ -38,28 +44,30 @@ fn attention(
     let m = wg.y;
     let kvh = h / (p.n_heads / p.n_kv_heads);
     let hd = p.head_dim;
+    let groups = TILE / hd;
+    let group = lid / hd;  // >= groups: idle in the V sum
+    let dim = lid % hd;
     if (lid == 0u) {
         start_pos = state.pos;
     }
-    for (var d = lid; d < hd; d += TILE) {
-        q_tile[d] = q[m * p.q_stride + h * hd + d];
+    if (lid < hd) {
+        q_tile[lid] = q[m * p.q_stride + h * hd + lid];
     }
     // The loop below holds barriers, so its bound must be provably uniform.
     let n_keys = workgroupUniformLoad(&start_pos) + m + 1u;
-    let cache_base = kvh * p.ctx * hd;
+    let k_base = kvh * hd * p.ctx;
+    let v_base = kvh * p.ctx * hd;
 
     var run_max = -3.0e38;
     var run_sum = 0.0;
-    var acc0 = 0.0;  // output dim lid
-    var acc1 = 0.0;  // output dim lid + TILE
+    var acc = 0.0;
     for (var t0 = 0u; t0 < n_keys; t0 += TILE) {
         let t = t0 + lid;
         var score = -3.0e38;
         if (t < n_keys) {
-            let kb = cache_base + t * hd;
             var s = 0.0;
             for (var d = 0u; d < hd; d++) {
-                s += q_tile[d] * k_cache[kb + d];
+                s += q_tile[d] * k_cache[k_base + d * p.ctx + t];
             }
             score = s * p.scale;
         }
@@ -71,27 +79,23 @@ fn attention(
         }
         probs[lid] = prob;
         run_sum = run_sum * correction + workgroup_sum(prob, sg_id, n_sg, lane);
-        let count = min(TILE, n_keys - t0);
-        acc0 *= correction;
-        acc1 *= correction;
-        for (var j = 0u; j < count; j++) {
-            let vb = cache_base + (t0 + j) * hd;
-            let pj = probs[j];
-            if (lid < hd) {
-                acc0 += pj * v_cache[vb + lid];
-            }
-            if (lid + TILE < hd) {
-                acc1 += pj * v_cache[vb + lid + TILE];
+        acc *= correction;
+        if (group < groups) {
+            let count = min(TILE, n_keys - t0);
+            for (var j = group; j < count; j += groups) {
+                acc += probs[j] * v_cache[v_base + (t0 + j) * hd + dim];
             }
         }
         run_max = new_max;
         workgroupBarrier();
     }
-    let ob = m * p.out_stride + h * hd;
+    group_acc[lid] = acc;
+    workgroupBarrier();
     if (lid < hd) {
-        out[ob + lid] = acc0 / run_sum;
-    }
-    if (lid + TILE < hd) {
-        out[ob + lid + TILE] = acc1 / run_sum;
+        var total = 0.0;
+        for (var g = 0u; g < groups; g++) {
+            total += group_acc[g * hd + lid];
+        }
+        out[m * p.out_stride + h * hd + lid] = total / run_sum;
     }
 }

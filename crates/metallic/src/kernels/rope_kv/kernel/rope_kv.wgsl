@@ -18,7 +18,7 @@ struct RopeParams {
 @group(0) @binding(2) var<storage, read_write> q: array<f32>;        // (rows, q_stride)
 @group(0) @binding(3) var<storage, read> k: array<f32>;              // (rows, kv_stride)
 @group(0) @binding(4) var<storage, read> v: array<f32>;              // (rows, kv_stride)
-@group(0) @binding(5) var<storage, read_write> k_cache: array<f32>;  // (n_kv_heads, ctx, head_dim)
+@group(0) @binding(5) var<storage, read_write> k_cache: array<f32>;  // (n_kv_heads, head_dim, ctx): transposed for attention
 @group(0) @binding(6) var<storage, read_write> v_cache: array<f32>;  // (n_kv_heads, ctx, head_dim)
 @group(0) @binding(7) var<storage, read> inv_freq: array<f32>;       // (head_dim / 2), from theta
 
@@ -53,11 +53,12 @@ fn rope_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
             let b = m * p.kv_stride + kvh * p.head_dim + i;
             let x0 = k[b];
             let x1 = k[b + half_dim];
-            let cb = (kvh * p.ctx + pos) * p.head_dim + i;
-            k_cache[cb] = x0 * c - x1 * s;
-            k_cache[cb + half_dim] = x1 * c + x0 * s;
-            v_cache[cb] = v[b];
-            v_cache[cb + half_dim] = v[b + half_dim];
+            let kb = (kvh * p.head_dim + i) * p.ctx + pos;
+            k_cache[kb] = x0 * c - x1 * s;
+            k_cache[kb + half_dim * p.ctx] = x1 * c + x0 * s;
+            let vb = (kvh * p.ctx + pos) * p.head_dim + i;
+            v_cache[vb] = v[b];
+            v_cache[vb + half_dim] = v[b + half_dim];
         }
     }
 }
