@@ -9,7 +9,7 @@ pub struct InspectArgs {
 }
 
 pub fn inspect(args: InspectArgs) -> Result<(), String> {
-    let file = metallic_gguf::GgufFile::open(&args.model).map_err(|e| e.to_string())?;
+    let file = crate::open_gguf(&args.model)?;
     print!("{}", metallic_gguf::format_inspect(&file));
     Ok(())
 }

@@ -3,13 +3,20 @@
 mod inspect;
 mod run;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// Metallic: run GGUF language models on the GPU through wgpu (Vulkan, Metal, DX12).
 #[derive(Parser)]
-#[command(name = "metallic", version, about, propagate_version = true)]
+#[command(
+    name = "metallic",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,4 +43,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Opens a GGUF file; a directory gets a clear message instead of the mmap error
+/// ("No such device").
+fn open_gguf(path: &Path) -> Result<metallic_gguf::GgufFile, String> {
+    if path.is_dir() {
+        return Err(format!(
+            "{} is a directory; expected a GGUF file",
+            path.display()
+        ));
+    }
+    metallic_gguf::GgufFile::open(path).map_err(|e| e.to_string())
 }

@@ -2,8 +2,8 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use metallic::{Engine, EngineOptions, SamplerConfig};
-use metallic_gguf::GgufFile;
+use metallic::kernels::matmul_gemv::GemvConfig;
+use metallic::{Engine, EngineOptions, ModelConfig, SamplerConfig};
 use metallic_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -26,13 +26,13 @@ pub struct RunArgs {
     #[arg(short = 'n', long, default_value_t = 256)]
     max_tokens: u32,
     /// Sampling temperature; 0 means greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f32,
     /// Keep only the K most likely tokens (0 = off).
     #[arg(long, default_value_t = 40)]
     top_k: u32,
     /// Keep the smallest set of tokens whose probability reaches P (1.0 = off).
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     top_p: f32,
     /// Random seed; the same seed gives the same output. Random when omitted.
     #[arg(long)]
@@ -55,6 +55,14 @@ pub struct RunArgs {
     /// Keep generating past end-of-generation tokens (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
+    /// Time every kernel of every decode step with GPU timestamps (also
+    /// METALLIC_ENABLE_PROFILING=1): a per-kernel table on stderr and one JSON line per
+    /// dispatch in --profile-out. Steps run one at a time while profiling.
+    #[arg(long)]
+    profile: bool,
+    /// Where --profile writes its per-dispatch JSONL.
+    #[arg(long, value_name = "PATH", default_value = "metallic-profile.jsonl")]
+    profile_out: PathBuf,
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
@@ -64,7 +72,28 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         top_p: args.top_p,
         seed: args.seed.unwrap_or_else(random_seed),
     };
+    // Everything that can be checked without the GPU is checked before loading the
+    // weights, which takes a while for real models.
     sampler.validate().map_err(|e| e.to_string())?;
+    if args.ctx_size == Some(0) {
+        return Err("--ctx-size must be at least 1".into());
+    }
+    if args.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    GemvConfig::from_env().map_err(|e| e.to_string())?;
+    let file = crate::open_gguf(&args.model)?;
+    let config = ModelConfig::from_gguf(&file).map_err(|e| e.to_string())?;
+    let tokenizer =
+        Tokenizer::from_gguf(&file).map_err(|e| format!("cannot load the tokenizer: {e}"))?;
+    for warning in tokenizer.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let template = if args.no_chat_template {
+        None
+    } else {
+        ChatTemplate::from_gguf(&file, &tokenizer).map_err(|e| e.to_string())?
+    };
     let prompt = match args.prompt {
         Some(p) => p,
         None if std::io::stdin().is_terminal() => {
@@ -78,13 +107,8 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             s
         }
     };
-    let file = GgufFile::open(&args.model).map_err(|e| e.to_string())?;
-    let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| e.to_string())?;
-    let text = match (
-        args.no_chat_template,
-        ChatTemplate::from_gguf(&file, &tokenizer).map_err(|e| e.to_string())?,
-    ) {
-        (false, Some(template)) => {
+    let text = match template {
+        Some(template) => {
             let mut messages = Vec::new();
             if let Some(system) = &args.system {
                 messages.push(ChatMessage::new("system", system.as_str()));
@@ -94,9 +118,25 @@ pub fn run(args: RunArgs) -> Result<(), String> {
                 .render(&messages, true)
                 .map_err(|e| e.to_string())?
         }
-        _ => prompt,
+        None => prompt,
     };
     let prompt_ids = tokenizer.encode(&text, true).map_err(|e| e.to_string())?;
+    if prompt_ids.is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    let ctx = args
+        .ctx_size
+        .map_or(config.context_length, |c| c.min(config.context_length));
+    if prompt_ids.len() as u64 + u64::from(args.max_tokens) > u64::from(ctx) {
+        return Err(format!(
+            "prompt ({} tokens) plus --max-tokens ({}) exceeds the context size ({ctx}); \
+             shorten the prompt, lower --max-tokens or raise --ctx-size (the model's \
+             trained context is {})",
+            prompt_ids.len(),
+            args.max_tokens,
+            config.context_length
+        ));
+    }
 
     let opts = EngineOptions {
         ctx_size: args.ctx_size,
@@ -113,6 +153,12 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
+    }
+    let profiling =
+        args.profile || std::env::var("METALLIC_ENABLE_PROFILING").as_deref() == Ok("1");
+    let profile_path = profiling.then(|| args.profile_out.clone());
+    if profile_path.is_some() {
+        engine.enable_profiling().map_err(|e| e.to_string())?;
     }
 
     let stop_ids = if args.ignore_eos {
@@ -188,6 +234,14 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         });
         writeln!(stdout, "{json}").map_err(|e| format!("writing output: {e}"))?;
     }
+    if let Some(path) = &profile_path {
+        write_profile(path, &engine.profile)?;
+        eprint!("{}", metallic::gpu::profile::format_table(&engine.profile));
+        eprintln!(
+            "[metallic] per-dispatch times written to {}",
+            path.display()
+        );
+    }
     eprintln!("[metallic] generated_tokens={n} total_s={total_s:.4} tps_total={tps_total:.2}");
     eprintln!(
         "[metallic] prompt_tokens={} prompt_s={:.4} decode_s={:.4} tps_decode={tps_decode:.2}",
@@ -196,6 +250,21 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         generation.decode_s
     );
     Ok(())
+}
+
+fn write_profile(
+    path: &std::path::Path,
+    steps: &[Vec<metallic::gpu::profile::KernelTime>],
+) -> Result<(), String> {
+    let mut out = String::new();
+    for (step, kernels) in steps.iter().enumerate() {
+        for (index, k) in kernels.iter().enumerate() {
+            let line = serde_json::json!({"step": step, "index": index, "kernel": k.label, "us": k.ns / 1e3});
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    }
+    std::fs::write(path, out).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 fn load_progress() -> Option<indicatif::ProgressBar> {

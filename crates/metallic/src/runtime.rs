@@ -47,9 +47,7 @@ pub struct StepBuffers {
     pub candidates: wgpu::Buffer,
     pub x: Activation,      // (max_rows, hidden) residual stream
     pub h: Activation,      // (max_rows, hidden) normed
-    pub q: Activation,      // (max_rows, q_dim)
-    pub k: Activation,      // (max_rows, kv_dim)
-    pub v: Activation,      // (max_rows, kv_dim)
+    pub qkv: Activation,    // (max_rows, q_dim + 2 kv_dim): Q | K | V
     pub attn: Activation,   // (max_rows, q_dim)
     pub gate: Activation,   // (max_rows, ffn)
     pub up: Activation,     // (max_rows, ffn)
@@ -85,9 +83,7 @@ impl StepBuffers {
             candidates: storage_buffer(gpu, "candidates", sampling::candidates_bytes(cfg.vocab)),
             x: act("x", max_rows, cfg.hidden)?,
             h: act("h", max_rows, cfg.hidden)?,
-            q: act("q", max_rows, cfg.q_dim())?,
-            k: act("k", max_rows, cfg.kv_dim())?,
-            v: act("v", max_rows, cfg.kv_dim())?,
+            qkv: act("qkv", max_rows, cfg.q_dim() + 2 * cfg.kv_dim())?,
             attn: act("attn", max_rows, cfg.q_dim())?,
             gate: act("gate", max_rows, cfg.ffn)?,
             up: act("up", max_rows, cfg.ffn)?,

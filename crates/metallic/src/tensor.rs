@@ -55,57 +55,64 @@ impl WeightFormat {
 impl GpuMatrix {
     /// Uploads a 2-D GGUF tensor (ne0 = K, ne1 = rows).
     pub fn upload(gpu: &Gpu, file: &GgufFile, info: &TensorInfo) -> Result<Self> {
-        let name = info.name.clone();
-        let (k, rows) = match info.dims.as_slice() {
-            [k, rows] => (*k, *rows),
-            [k] => (*k, 1),
-            _ => {
+        Self::upload_stacked(gpu, file, &[info], &info.name)
+    }
+
+    /// Uploads tensors of one type and row length as one matrix, their rows stacked in
+    /// order (Q, K and V become one QKV matrix: one GEMV instead of three).
+    pub fn upload_stacked(
+        gpu: &Gpu,
+        file: &GgufFile,
+        parts: &[&TensorInfo],
+        name: &str,
+    ) -> Result<Self> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::Model(format!("'{name}' has no parts")))?;
+        let (ty, k) = (first.ggml_type, matrix_dims(first)?.0);
+        let mut src_rows: Vec<&[u8]> = Vec::new();
+        for part in parts {
+            let (pk, prows) = matrix_dims(part)?;
+            if part.ggml_type != ty || pk != k {
                 return Err(Error::Model(format!(
-                    "tensor '{name}' should be 2-D, has shape {:?}",
-                    info.dims
-                )))
+                    "'{}' cannot be stacked with '{}'",
+                    part.name, first.name
+                )));
             }
-        };
-        let (k, rows) = (to_u32(k, &name)?, to_u32(rows, &name)?);
-        let data = file.tensor_data(info);
-        let (format, row_words, blocks_per_row) = match info.ggml_type {
+            let row_bytes = (part.n_bytes / prows.max(1) as u64) as usize;
+            src_rows.extend(file.tensor_data(part).chunks_exact(row_bytes));
+        }
+        let rows = to_u32(src_rows.len() as u64, name)?;
+        let (format, row_words, blocks_per_row) = match ty {
             GgmlType::F16 => (WeightFormat::F16, k.div_ceil(8) * 4, 0),
             GgmlType::F32 | GgmlType::BF16 => (WeightFormat::F32, k.div_ceil(4) * 4, 0),
             GgmlType::Q8_0 => (WeightFormat::Q8_0, k / 4, k / 32),
-            other => return Err(unsupported(&name, other)),
+            other => return Err(unsupported(&first.name, other)),
         };
-        let row_bytes = row_words as u64 * 4;
-        let split = RowSplit::new(rows, row_bytes, gpu.max_binding_bytes)?;
-        let src_row_bytes = (info.n_bytes / rows.max(1) as u64) as usize;
+        let row_bytes = row_words as usize * 4;
+        let split = RowSplit::new(rows, row_bytes as u64, gpu.max_binding_bytes)?;
         let mut chunks = Vec::with_capacity(split.chunks.len());
         for &(first_row, n) in &split.chunks {
-            let src =
-                &data[first_row as usize * src_row_bytes..(first_row + n) as usize * src_row_bytes];
+            let src = &src_rows[first_row as usize..(first_row + n) as usize];
             let label = format!("{name}[{first_row}..{}]", first_row + n);
-            let mut words = vec![0u8; n as usize * row_bytes as usize];
+            let mut words = vec![0u8; n as usize * row_bytes];
             let mut scales = None;
-            match info.ggml_type {
+            match ty {
                 GgmlType::F16 => {
-                    for (dst, s) in words
-                        .chunks_mut(row_bytes as usize)
-                        .zip(src.chunks(src_row_bytes))
-                    {
+                    for (dst, s) in words.chunks_mut(row_bytes).zip(src) {
                         dst[..s.len()].copy_from_slice(s);
                     }
                 }
                 GgmlType::F32 | GgmlType::BF16 => {
-                    for (dst, s) in words
-                        .chunks_mut(row_bytes as usize)
-                        .zip(src.chunks(src_row_bytes))
-                    {
-                        let row = dequant::to_f32(info.ggml_type, s, k as usize)?;
+                    for (dst, s) in words.chunks_mut(row_bytes).zip(src) {
+                        let row = dequant::to_f32(ty, s, k as usize)?;
                         dst[..row.len() * 4].copy_from_slice(bytemuck::cast_slice(&row));
                     }
                 }
                 GgmlType::Q8_0 => {
                     let mut sc =
                         vec![0u8; (n as usize * blocks_per_row as usize * 2).next_multiple_of(4)];
-                    for (b, block) in src.chunks_exact(34).enumerate() {
+                    for (b, block) in src.iter().flat_map(|row| row.chunks_exact(34)).enumerate() {
                         sc[b * 2..b * 2 + 2].copy_from_slice(&block[..2]);
                         words[b * 32..b * 32 + 32].copy_from_slice(&block[2..]);
                     }
@@ -127,7 +134,7 @@ impl GpuMatrix {
             });
         }
         Ok(Self {
-            name,
+            name: name.to_string(),
             format,
             rows,
             k,
@@ -145,15 +152,20 @@ impl GpuMatrix {
     }
 }
 
-/// A 1-D tensor (norm weight, bias) as f32 on the GPU.
-pub fn upload_vector(gpu: &Gpu, file: &GgufFile, info: &TensorInfo) -> Result<wgpu::Buffer> {
-    let values = dequant::to_f32(
-        info.ggml_type,
-        file.tensor_data(info),
-        info.n_elements as usize,
-    )
-    .map_err(|_| unsupported(&info.name, info.ggml_type))?;
-    let buf = storage_buffer(gpu, &info.name, values.len() as u64 * 4);
+/// 1-D tensors (a norm weight, or biases to stack) as one f32 buffer, in order.
+pub fn upload_vector(gpu: &Gpu, file: &GgufFile, parts: &[&TensorInfo]) -> Result<wgpu::Buffer> {
+    let mut values = Vec::new();
+    for info in parts {
+        let part = dequant::to_f32(
+            info.ggml_type,
+            file.tensor_data(info),
+            info.n_elements as usize,
+        )
+        .map_err(|_| unsupported(&info.name, info.ggml_type))?;
+        values.extend(part);
+    }
+    let label = parts.first().map_or("vector", |i| i.name.as_str());
+    let buf = storage_buffer(gpu, label, values.len() as u64 * 4);
     gpu.queue
         .write_buffer(&buf, 0, bytemuck::cast_slice(&values));
     Ok(buf)
@@ -185,6 +197,21 @@ impl Activation {
             rows,
         })
     }
+}
+
+/// (K, rows) of a 1-D or 2-D tensor.
+fn matrix_dims(info: &TensorInfo) -> Result<(u32, u32)> {
+    let (k, rows) = match info.dims.as_slice() {
+        [k, rows] => (*k, *rows),
+        [k] => (*k, 1),
+        d => {
+            return Err(Error::Model(format!(
+                "tensor '{}' should be 2-D, has shape {d:?}",
+                info.name
+            )))
+        }
+    };
+    Ok((to_u32(k, &info.name)?, to_u32(rows, &info.name)?))
 }
 
 fn to_u32(v: u64, name: &str) -> Result<u32> {

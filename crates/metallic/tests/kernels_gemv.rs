@@ -52,7 +52,7 @@ fn check(gpu: &Gpu, cfg: &GemvConfig, c: Case, rng: &mut Rng) -> usize {
         cfg,
         &w,
         &x,
-        &y,
+        (&y, 0),
         c.bias.then_some(&bias_buf),
         c.accumulate,
         &dummy,
@@ -276,4 +276,70 @@ fn grid_per_row_folds_into_z() {
     }
     assert_eq!(Grid::PerRow(100_000).size(3), [50_000, 3, 2]);
     assert_eq!(Grid::PerRow(7).size(5), [7, 5, 1]);
+}
+
+#[test]
+fn gemv_writes_at_a_column_offset() {
+    // Q, K and V kept apart (mixed types) write into one QKV row: W goes to columns
+    // col..col + n and reads bias[col..]; every other column keeps its value.
+    let gpu = gpu(Some(4096));
+    let mut rng = Rng::new(13);
+    let cfg = GemvConfig::default();
+    for ty in [GgmlType::F16, GgmlType::Q8_0] {
+        let (n, k, col, rows) = (100usize, 64usize, 24usize, 3usize);
+        let width = col + n + 16;
+        let (w, deq) = matrix(
+            &gpu,
+            ty,
+            n as u32,
+            k as u32,
+            &rand_vec(&mut rng, n * k, 1.0),
+        );
+        let x = Activation::new(&gpu, "x", rows as u32, k as u32).unwrap();
+        let y = Activation::new(&gpu, "y", rows as u32, width as u32).unwrap();
+        let xs = rand_vec(&mut rng, rows * k, 1.0);
+        write_rows(&gpu, &x, &xs, 0.0);
+        let y0 = rand_vec(&mut rng, (y.buf.size() / 4) as usize, 1.0);
+        write_f32(&gpu, &y.buf, &y0);
+        let bias = rand_vec(&mut rng, width, 0.5);
+        let bias_buf = f32_buffer(&gpu, "bias", &bias);
+        let dummy = storage_buffer(&gpu, "dummy", 16);
+        let ds = linear(
+            &gpu,
+            &cfg,
+            &w,
+            &x,
+            (&y, col as u32),
+            Some(&bias_buf),
+            false,
+            &dummy,
+        )
+        .unwrap();
+        assert!(ds.len() > 1, "the 4 KiB limit should split W");
+        run(&gpu, ds, rows as u32);
+        let got = read_f32(&gpu, &y.buf);
+        let stride = y.stride as usize;
+        for m in 0..rows {
+            for c in 0..stride {
+                let g = got[m * stride + c] as f64;
+                if (col..col + n).contains(&c) {
+                    let j = c - col;
+                    let want: f64 = (0..k)
+                        .map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64)
+                        .sum::<f64>()
+                        + bias[c] as f64;
+                    assert!(
+                        (g - want).abs() <= 2e-3 * want.abs().max(1.0),
+                        "{ty:?} y[{m}][{c}] = {g}, want {want}"
+                    );
+                } else {
+                    assert_eq!(
+                        g as f32,
+                        y0[m * stride + c],
+                        "{ty:?} y[{m}][{c}] outside W's columns was written"
+                    );
+                }
+            }
+        }
+    }
 }

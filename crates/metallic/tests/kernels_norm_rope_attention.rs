@@ -127,16 +127,22 @@ fn check_rope(gpu: &Gpu, c: &RopeCase, rng: &mut Rng) {
     let hd = c.head_dim as usize;
     let (q_dim, kv_dim) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
     let rows = c.rows as usize;
-    let q = Activation::new(gpu, "q", c.rows, q_dim).unwrap();
-    let k = Activation::new(gpu, "k", c.rows, kv_dim).unwrap();
-    let v = Activation::new(gpu, "v", c.rows, kv_dim).unwrap();
-    let qs = rand_vec(rng, rows * q_dim as usize, 1.0);
-    let ks = rand_vec(rng, rows * kv_dim as usize, 1.0);
-    let vs = rand_vec(rng, rows * kv_dim as usize, 1.0);
-    // q's padding holds a sentinel: it must survive the in-place rotation.
-    write_rows(gpu, &q, &qs, 42.0);
-    write_rows(gpu, &k, &ks, 0.0);
-    write_rows(gpu, &v, &vs, 0.0);
+    // One fused row per batch row: Q | K | V, as the QKV GEMV writes it.
+    let (qd, kvd) = (q_dim as usize, kv_dim as usize);
+    let qkv = Activation::new(gpu, "qkv", c.rows, q_dim + 2 * kv_dim).unwrap();
+    let qs = rand_vec(rng, rows * qd, 1.0);
+    let ks = rand_vec(rng, rows * kvd, 1.0);
+    let vs = rand_vec(rng, rows * kvd, 1.0);
+    let fused: Vec<f32> = (0..rows)
+        .flat_map(|m| {
+            let q = &qs[m * qd..(m + 1) * qd];
+            let k = &ks[m * kvd..(m + 1) * kvd];
+            let v = &vs[m * kvd..(m + 1) * kvd];
+            q.iter().chain(k).chain(v).copied().collect::<Vec<_>>()
+        })
+        .collect();
+    // The padding holds a sentinel: it must survive the in-place rotation.
+    write_rows(gpu, &qkv, &fused, 42.0);
     let cache_floats = (c.n_kv_heads * c.ctx * c.head_dim) as u64;
     let k_cache = storage_buffer(gpu, "k_cache", cache_floats * 4);
     let v_cache = storage_buffer(gpu, "v_cache", cache_floats * 4);
@@ -150,16 +156,14 @@ fn check_rope(gpu: &Gpu, c: &RopeCase, rng: &mut Rng) {
     let state = state_buffer(gpu, c.pos, c.rows, 0);
     let b = RopeKvBindings {
         state: &state,
-        q: &q,
-        k: &k,
-        v: &v,
+        qkv: &qkv,
         k_cache: &k_cache,
         v_cache: &v_cache,
         inv_freq: &inv_buf,
     };
     let d = rope_kv(gpu, &b, c.n_heads, c.n_kv_heads, c.head_dim, c.ctx).unwrap();
     run(gpu, vec![d], c.rows);
-    let q_got = read_f32(gpu, &q.buf);
+    let qkv_got = read_f32(gpu, &qkv.buf);
     let kc = k_cache_from_gpu(
         &read_f32(gpu, &k_cache),
         c.n_kv_heads as usize,
@@ -188,7 +192,18 @@ fn check_rope(gpu: &Gpu, c: &RopeCase, rng: &mut Rng) {
             reference::rope_neox(&mut q_f64[s..s + hd], c.pos as usize + m, c.theta);
         }
     }
-    let q_rows = unpad(&q, &q_got, rows);
+    let got_rows = unpad(&qkv, &qkv_got, rows);
+    let width = qd + 2 * kvd;
+    let q_rows: Vec<f32> = (0..rows)
+        .flat_map(|m| got_rows[m * width..m * width + qd].to_vec())
+        .collect();
+    for m in 0..rows {
+        assert_eq!(
+            got_rows[m * width + qd..(m + 1) * width],
+            fused[m * width + qd..(m + 1) * width],
+            "{what}: K or V inside the QKV row changed"
+        );
+    }
     assert_close(&format!("{what}: q"), &q_rows, &to_f64(&q_want), 1e-4);
     if large {
         assert_close(
@@ -198,9 +213,9 @@ fn check_rope(gpu: &Gpu, c: &RopeCase, rng: &mut Rng) {
             2e-3,
         );
     }
-    let stride = q.stride as usize;
-    for (i, v) in q_got.iter().enumerate() {
-        if i % stride >= q_dim as usize {
+    let stride = qkv.stride as usize;
+    for (i, v) in qkv_got.iter().enumerate() {
+        if i % stride >= width {
             assert_eq!(*v, 42.0, "{what}: q padding {i} was written");
         }
     }

@@ -444,9 +444,11 @@ fn ties_at_the_kth_value_fall_back_exactly() {
         draws.iter().all(|&t| (200..300).contains(&t)),
         "a draw left the tied top set"
     );
+    // Chunk 0's list holds ids 200..264 only; an exact sampler draws the rest too
+    // (P(no draw from 264..300 in 200 uniform draws) is about 1e-39).
     assert!(
-        distinct(&draws) > 20,
-        "ties beyond the chunk's list were never drawn"
+        draws.iter().any(|&t| t >= 264),
+        "ties beyond the chunk's 64-entry list were never drawn"
     );
 }
 

@@ -70,7 +70,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// y = W x + bias.
+    /// y[:, col..col + rows(W)] = W x + bias[col..].
+    #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,
         plan: &mut Plan,
@@ -78,8 +79,18 @@ impl Builder<'_> {
         bias: Option<&wgpu::Buffer>,
         x: &Activation,
         y: &Activation,
+        col: u32,
     ) -> Result<()> {
-        for d in matmul_gemv::linear(self.gpu, &self.gemv, w, x, y, bias, false, self.dummy)? {
+        for d in matmul_gemv::linear(
+            self.gpu,
+            &self.gemv,
+            w,
+            x,
+            (y, col),
+            bias,
+            false,
+            self.dummy,
+        )? {
             plan.push(d);
         }
         Ok(())
@@ -93,8 +104,16 @@ impl Builder<'_> {
         x: &Activation,
         residual: &Activation,
     ) -> Result<()> {
-        for d in matmul_gemv::linear(self.gpu, &self.gemv, w, x, residual, None, true, self.dummy)?
-        {
+        for d in matmul_gemv::linear(
+            self.gpu,
+            &self.gemv,
+            w,
+            x,
+            (residual, 0),
+            None,
+            true,
+            self.dummy,
+        )? {
             plan.push(d);
         }
         Ok(())
@@ -106,17 +125,13 @@ impl Builder<'_> {
         &self,
         plan: &mut Plan,
         shape: AttnShape,
-        q: &Activation,
-        k: &Activation,
-        v: &Activation,
+        qkv: &Activation,
         cache: &KvCacheLayer,
         inv_freq: &wgpu::Buffer,
     ) -> Result<()> {
         let b = rope_kv::RopeKvBindings {
             state: self.state,
-            q,
-            k,
-            v,
+            qkv,
             k_cache: &cache.k,
             v_cache: &cache.v,
             inv_freq,

@@ -1,7 +1,7 @@
 //! Qwen2 / Qwen2.5: RMSNorm, attention with q/k/v bias, NEOX RoPE, grouped-query
 //! attention, SwiGLU MLP, tied or untied output.
 
-use metallic_gguf::GgufFile;
+use metallic_gguf::{GgufFile, TensorInfo};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Plan};
@@ -11,14 +11,17 @@ use crate::model::ModelConfig;
 use crate::runtime::StepBuffers;
 use crate::tensor::{upload_vector, GpuMatrix};
 
+/// Q, K and V projections: stacked into one (q_dim + 2 kv_dim, hidden) matrix when
+/// they share a type (one GEMV), else kept apart and written to the same output.
+pub enum QkvWeights {
+    Stacked(GpuMatrix),
+    Separate([GpuMatrix; 3]),
+}
+
 pub struct LayerWeights {
     pub attn_norm: wgpu::Buffer, // (hidden)
-    pub wq: GpuMatrix,           // (q_dim, hidden)
-    pub bq: wgpu::Buffer,        // (q_dim)
-    pub wk: GpuMatrix,           // (kv_dim, hidden)
-    pub bk: wgpu::Buffer,        // (kv_dim)
-    pub wv: GpuMatrix,           // (kv_dim, hidden)
-    pub bv: wgpu::Buffer,        // (kv_dim)
+    pub wqkv: QkvWeights,        // (q_dim + 2 kv_dim, hidden)
+    pub bqkv: wgpu::Buffer,      // (q_dim + 2 kv_dim)
     pub wo: GpuMatrix,           // (hidden, q_dim)
     pub ffn_norm: wgpu::Buffer,  // (hidden)
     pub w_gate: GpuMatrix,       // (ffn, hidden)
@@ -48,39 +51,73 @@ impl Qwen2Weights {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Self> {
         let mut done = 0u64;
-        let mut matrix = |name: &str, rows: u32, k: u32| -> Result<GpuMatrix> {
+        let matrix_info = |name: &str, rows: u32, k: u32| -> Result<&TensorInfo> {
             let info = file.require_tensor(name)?;
             expect_shape(name, &info.dims, &[k as u64, rows as u64])?;
-            let m = GpuMatrix::upload(gpu, file, info)?;
-            done += info.n_bytes;
+            Ok(info)
+        };
+        // Uploads `parts` stacked by rows and reports progress.
+        let mut stacked = |parts: &[&TensorInfo], name: &str| -> Result<GpuMatrix> {
+            let m = GpuMatrix::upload_stacked(gpu, file, parts, name)?;
+            done += parts.iter().map(|p| p.n_bytes).sum::<u64>();
             progress(done);
             Ok(m)
         };
-        let token_embd = matrix(names::TOKEN_EMBD, cfg.vocab, cfg.hidden)?;
+        let token_embd = stacked(
+            &[matrix_info(names::TOKEN_EMBD, cfg.vocab, cfg.hidden)?],
+            names::TOKEN_EMBD,
+        )?;
         let (h, q, kv, f) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         let mut layers = Vec::with_capacity(cfg.n_layers as usize);
         for l in 0..cfg.n_layers {
             let n = |s: &str| names::layer(l, s);
+            let qkv = [
+                matrix_info(&n(names::ATTN_Q), q, h)?,
+                matrix_info(&n(names::ATTN_K), kv, h)?,
+                matrix_info(&n(names::ATTN_V), kv, h)?,
+            ];
+            let wqkv = if qkv.iter().all(|t| t.ggml_type == qkv[0].ggml_type) {
+                QkvWeights::Stacked(stacked(&qkv, &n("attn_qkv.weight"))?)
+            } else {
+                QkvWeights::Separate([
+                    stacked(&qkv[..1], &qkv[0].name)?,
+                    stacked(&qkv[1..2], &qkv[1].name)?,
+                    stacked(&qkv[2..], &qkv[2].name)?,
+                ])
+            };
+            let biases = [
+                vector_info(file, &n(names::ATTN_Q_BIAS), q)?,
+                vector_info(file, &n(names::ATTN_K_BIAS), kv)?,
+                vector_info(file, &n(names::ATTN_V_BIAS), kv)?,
+            ];
             layers.push(LayerWeights {
                 attn_norm: vector(gpu, file, &n(names::ATTN_NORM), h)?,
-                wq: matrix(&n(names::ATTN_Q), q, h)?,
-                bq: vector(gpu, file, &n(names::ATTN_Q_BIAS), q)?,
-                wk: matrix(&n(names::ATTN_K), kv, h)?,
-                bk: vector(gpu, file, &n(names::ATTN_K_BIAS), kv)?,
-                wv: matrix(&n(names::ATTN_V), kv, h)?,
-                bv: vector(gpu, file, &n(names::ATTN_V_BIAS), kv)?,
-                wo: matrix(&n(names::ATTN_OUTPUT), h, q)?,
+                wqkv,
+                bqkv: upload_vector(gpu, file, &biases)?,
+                wo: stacked(
+                    &[matrix_info(&n(names::ATTN_OUTPUT), h, q)?],
+                    &n(names::ATTN_OUTPUT),
+                )?,
                 ffn_norm: vector(gpu, file, &n(names::FFN_NORM), h)?,
-                w_gate: matrix(&n(names::FFN_GATE), f, h)?,
-                w_up: matrix(&n(names::FFN_UP), f, h)?,
-                w_down: matrix(&n(names::FFN_DOWN), h, f)?,
+                w_gate: stacked(
+                    &[matrix_info(&n(names::FFN_GATE), f, h)?],
+                    &n(names::FFN_GATE),
+                )?,
+                w_up: stacked(&[matrix_info(&n(names::FFN_UP), f, h)?], &n(names::FFN_UP))?,
+                w_down: stacked(
+                    &[matrix_info(&n(names::FFN_DOWN), h, f)?],
+                    &n(names::FFN_DOWN),
+                )?,
             });
         }
         let output_norm = vector(gpu, file, names::OUTPUT_NORM, h)?;
         let output = if cfg.tied_output {
             None
         } else {
-            Some(matrix(names::OUTPUT, cfg.vocab, h)?)
+            Some(stacked(
+                &[matrix_info(names::OUTPUT, cfg.vocab, h)?],
+                names::OUTPUT,
+            )?)
         };
         Ok(Self {
             token_embd,
@@ -110,30 +147,45 @@ pub fn build(
     for (layer, cache) in w.layers.iter().zip(&s.kv_cache) {
         // Attention block: x += Wo . attn(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv)
         b.rms_norm(&mut body, &s.x, &layer.attn_norm, &s.h, cfg.rms_eps)?;
-        b.linear(&mut body, &layer.wq, Some(&layer.bq), &s.h, &s.q)?;
-        b.linear(&mut body, &layer.wk, Some(&layer.bk), &s.h, &s.k)?;
-        b.linear(&mut body, &layer.wv, Some(&layer.bv), &s.h, &s.v)?;
-        b.rope_and_cache(&mut body, shape, &s.q, &s.k, &s.v, cache, &s.inv_freq)?;
-        b.attention(&mut body, shape, &s.q, cache, &s.attn)?;
+        match &layer.wqkv {
+            QkvWeights::Stacked(w) => b.linear(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, 0)?,
+            QkvWeights::Separate(ws) => {
+                let mut col = 0;
+                for w in ws {
+                    b.linear(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, col)?;
+                    col += w.rows;
+                }
+            }
+        }
+        b.rope_and_cache(&mut body, shape, &s.qkv, cache, &s.inv_freq)?;
+        b.attention(&mut body, shape, &s.qkv, cache, &s.attn)?;
         b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
         // MLP block: x += W_down . (silu(W_gate h) * W_up h)
         b.rms_norm(&mut body, &s.x, &layer.ffn_norm, &s.h, cfg.rms_eps)?;
-        b.linear(&mut body, &layer.w_gate, None, &s.h, &s.gate)?;
-        b.linear(&mut body, &layer.w_up, None, &s.h, &s.up)?;
+        b.linear(&mut body, &layer.w_gate, None, &s.h, &s.gate, 0)?;
+        b.linear(&mut body, &layer.w_up, None, &s.h, &s.up, 0)?;
         b.swiglu(&mut body, &s.gate, &s.up, &s.act)?;
         b.linear_residual(&mut body, &layer.w_down, &s.act, &s.x)?;
     }
     let mut head = Plan::default();
     b.rms_norm_last_row(&mut head, &s.x, &w.output_norm, &s.x_last, cfg.rms_eps)?;
-    b.linear(&mut head, w.output(), None, &s.x_last, &s.logits)?;
+    b.linear(&mut head, w.output(), None, &s.x_last, &s.logits, 0)?;
     b.sample(&mut head, &s.sample_bindings(), cfg.vocab)?;
     Ok((body, head))
 }
 
-fn vector(gpu: &Gpu, file: &GgufFile, name: &str, len: u32) -> Result<wgpu::Buffer> {
+fn vector_info<'f>(
+    file: &'f GgufFile,
+    name: &str,
+    len: u32,
+) -> Result<&'f metallic_gguf::TensorInfo> {
     let info = file.require_tensor(name)?;
     expect_shape(name, &info.dims, &[len as u64])?;
-    upload_vector(gpu, file, info)
+    Ok(info)
+}
+
+fn vector(gpu: &Gpu, file: &GgufFile, name: &str, len: u32) -> Result<wgpu::Buffer> {
+    upload_vector(gpu, file, &[vector_info(file, name, len)?])
 }
 
 fn expect_shape(name: &str, dims: &[u64], want: &[u64]) -> Result<()> {

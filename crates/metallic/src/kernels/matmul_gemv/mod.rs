@@ -65,19 +65,20 @@ impl GemvConfig {
     }
 }
 
-/// y = W x (+ bias) (+ y): one dispatch per weight chunk, each writing its rows of y.
+/// y[:, col..] = W x (+ bias[col..]) (+ y): one dispatch per weight chunk, each writing
+/// its rows of y. `col` places the output inside a wider row (e.g. K inside QKV).
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     gpu: &Gpu,
     cfg: &GemvConfig,
     w: &GpuMatrix,
     x: &Activation,
-    y: &Activation,
+    (y, col): (&Activation, u32),
     bias: Option<&wgpu::Buffer>,
     accumulate: bool,
     dummy: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    if x.cols != w.k || y.cols != w.rows {
+    if x.cols != w.k || col + w.rows > y.cols {
         return Err(Error::Model(format!(
             "'{}' is {}x{}, but is applied to {} inputs giving {} outputs",
             w.name, w.rows, w.k, x.cols, y.cols
@@ -96,7 +97,7 @@ pub fn linear(
         let params = GemvParams {
             k: w.k,
             n: chunk.rows,
-            row_offset: chunk.first_row,
+            row_offset: col + chunk.first_row,
             row_words: w.row_words,
             x_stride: x.stride,
             y_stride: y.stride,

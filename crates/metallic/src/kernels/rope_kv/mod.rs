@@ -12,10 +12,13 @@ pub struct RopeParams {
     pub n_heads: u32,
     pub n_kv_heads: u32,
     pub head_dim: u32,
-    pub q_stride: u32,
-    pub kv_stride: u32,
+    /// Floats between batch rows of qkv.
+    pub stride: u32,
+    /// Columns of K and V inside a qkv row (Q starts at 0).
+    pub k_offset: u32,
+    pub v_offset: u32,
     pub ctx: u32,
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 
 /// Inverse frequencies rounded to f32 as Hugging Face computes them:
@@ -28,9 +31,8 @@ pub fn inv_freq(theta: f32, head_dim: u32) -> Vec<f32> {
 
 pub struct RopeKvBindings<'a> {
     pub state: &'a wgpu::Buffer,
-    pub q: &'a Activation,
-    pub k: &'a Activation,
-    pub v: &'a Activation,
+    /// (rows, q_dim + 2 kv_dim): Q | K | V per row.
+    pub qkv: &'a Activation,
     pub k_cache: &'a wgpu::Buffer,
     pub v_cache: &'a wgpu::Buffer,
     pub inv_freq: &'a wgpu::Buffer,
@@ -49,10 +51,11 @@ pub fn rope_kv(
         n_heads,
         n_kv_heads,
         head_dim,
-        q_stride: b.q.stride,
-        kv_stride: b.k.stride,
+        stride: b.qkv.stride,
+        k_offset: n_heads * head_dim,
+        v_offset: (n_heads + n_kv_heads) * head_dim,
         ctx,
-        _pad: [0; 2],
+        _pad: 0,
     };
     let ubuf = uniform_buffer(gpu, "rope.params", &params);
     let bind_group = gpu.bind_group(
@@ -61,9 +64,7 @@ pub fn rope_kv(
         &[
             (0, ubuf.as_entire_binding()),
             (1, b.state.as_entire_binding()),
-            (2, b.q.buf.as_entire_binding()),
-            (3, b.k.buf.as_entire_binding()),
-            (4, b.v.buf.as_entire_binding()),
+            (2, b.qkv.buf.as_entire_binding()),
             (5, b.k_cache.as_entire_binding()),
             (6, b.v_cache.as_entire_binding()),
             (7, b.inv_freq.as_entire_binding()),
