@@ -19,6 +19,8 @@ pub struct SyntheticSpec {
     pub tied: bool,
     /// Type of the 2-D weight matrices (F32, F16, BF16 or Q8_0); norms and biases stay F32.
     pub matrix_type: GgmlType,
+    /// A different type for `attn_v` only (mixed-type files keep Q, K, V apart).
+    pub v_type: Option<GgmlType>,
     pub rope_theta: f32,
     pub rms_eps: f32,
     pub seed: u64,
@@ -43,6 +45,7 @@ impl Default for SyntheticSpec {
             context_length: 128,
             tied: true,
             matrix_type: GgmlType::F16,
+            v_type: None,
             rope_theta: 10_000.0,
             rms_eps: 1e-6,
             seed: 1,
@@ -189,16 +192,20 @@ pub fn qwen2_gguf(spec: &SyntheticSpec) -> Vec<u8> {
     if s.tokenizer {
         add_tokenizer(&mut w, s);
     }
-    let matrix = |w: &mut GgufWriter, rng: &mut Rng, name: &str, rows: u32, k: u32| {
-        let data = rng.vec((rows * k) as usize, 1.5 / (k as f32).sqrt(), 0.0);
-        let bytes = match s.matrix_type {
-            GgmlType::F32 => dequant::f32_to_bytes(&data),
-            GgmlType::F16 => dequant::f32_to_f16_bytes(&data),
-            GgmlType::BF16 => dequant::f32_to_bf16_bytes(&data),
-            GgmlType::Q8_0 => dequant::quantize_q8_0(&data),
-            t => panic!("synthetic models do not write {t:?} matrices"),
+    let typed_matrix =
+        |w: &mut GgufWriter, rng: &mut Rng, ty: GgmlType, name: &str, rows: u32, k: u32| {
+            let data = rng.vec((rows * k) as usize, 1.5 / (k as f32).sqrt(), 0.0);
+            let bytes = match ty {
+                GgmlType::F32 => dequant::f32_to_bytes(&data),
+                GgmlType::F16 => dequant::f32_to_f16_bytes(&data),
+                GgmlType::BF16 => dequant::f32_to_bf16_bytes(&data),
+                GgmlType::Q8_0 => dequant::quantize_q8_0(&data),
+                t => panic!("synthetic models do not write {t:?} matrices"),
+            };
+            w.add_tensor(name, ty, &[k as u64, rows as u64], bytes);
         };
-        w.add_tensor(name, s.matrix_type, &[k as u64, rows as u64], bytes);
+    let matrix = |w: &mut GgufWriter, rng: &mut Rng, name: &str, rows: u32, k: u32| {
+        typed_matrix(w, rng, s.matrix_type, name, rows, k)
     };
     let vector =
         |w: &mut GgufWriter, rng: &mut Rng, name: &str, n: u32, scale: f32, offset: f32| {
@@ -218,7 +225,15 @@ pub fn qwen2_gguf(spec: &SyntheticSpec) -> Vec<u8> {
         vector(&mut w, &mut rng, &n(names::ATTN_Q_BIAS), q_dim, 0.5, 0.0);
         matrix(&mut w, &mut rng, &n(names::ATTN_K), kv_dim, s.hidden);
         vector(&mut w, &mut rng, &n(names::ATTN_K_BIAS), kv_dim, 0.5, 0.0);
-        matrix(&mut w, &mut rng, &n(names::ATTN_V), kv_dim, s.hidden);
+        let v_type = s.v_type.unwrap_or(s.matrix_type);
+        typed_matrix(
+            &mut w,
+            &mut rng,
+            v_type,
+            &n(names::ATTN_V),
+            kv_dim,
+            s.hidden,
+        );
         vector(&mut w, &mut rng, &n(names::ATTN_V_BIAS), kv_dim, 0.5, 0.0);
         matrix(&mut w, &mut rng, &n(names::ATTN_OUTPUT), s.hidden, q_dim);
         vector(&mut w, &mut rng, &n(names::FFN_NORM), s.hidden, 0.2, 1.0);

@@ -132,3 +132,17 @@ fn split_bindings_and_chunked_prefill() {
         Some(32),
     );
 }
+
+#[test]
+fn mixed_qkv_types_stay_separate() {
+    // Q and K in F16 but V in Q8_0 cannot be stacked: three GEMVs write into one QKV row.
+    check(
+        SyntheticSpec {
+            v_type: Some(GgmlType::Q8_0),
+            ..Default::default()
+        },
+        Some(8192),
+        4,
+        Some(32),
+    );
+}
