@@ -65,11 +65,28 @@ fn attention(
         let t = t0 + lid;
         var score = -3.0e38;
         if (t < n_keys) {
-            var s = 0.0;
-            for (var d = 0u; d < hd; d++) {
-                s += q_tile[d] * k_cache[k_base + d * p.ctx + t];
+            // Four independent loads in flight per step: each is a different cache
+            // line (stride ctx), so a plain loop would wait on them one by one.
+            let kt = k_base + t;
+            var s0 = 0.0;
+            var s1 = 0.0;
+            var s2 = 0.0;
+            var s3 = 0.0;
+            var d = 0u;
+            for (; d + 4u <= hd; d += 4u) {
+                let k0 = k_cache[kt + d * p.ctx];
+                let k1 = k_cache[kt + (d + 1u) * p.ctx];
+                let k2 = k_cache[kt + (d + 2u) * p.ctx];
+                let k3 = k_cache[kt + (d + 3u) * p.ctx];
+                s0 += q_tile[d] * k0;
+                s1 += q_tile[d + 1u] * k1;
+                s2 += q_tile[d + 2u] * k2;
+                s3 += q_tile[d + 3u] * k3;
             }
-            score = s * p.scale;
+            for (; d < hd; d++) {
+                s0 += q_tile[d] * k_cache[kt + d * p.ctx];
+            }
+            score = ((s0 + s1) + (s2 + s3)) * p.scale;
         }
         let new_max = max(run_max, workgroup_max(score, sg_id, n_sg, lane));
         let correction = exp(run_max - new_max);
@@ -82,9 +99,19 @@ fn attention(
         acc *= correction;
         if (group < groups) {
             let count = min(TILE, n_keys - t0);
-            for (var j = group; j < count; j += groups) {
-                acc += probs[j] * v_cache[v_base + (t0 + j) * hd + dim];
+            let vb = v_base + t0 * hd + dim;
+            var a1 = 0.0;
+            var j = group;
+            for (; j + groups < count; j += 2u * groups) {
+                let v0 = v_cache[vb + j * hd];
+                let v1 = v_cache[vb + (j + groups) * hd];
+                acc += probs[j] * v0;
+                a1 += probs[j + groups] * v1;
             }
+            if (j < count) {
+                acc += probs[j] * v_cache[vb + j * hd];
+            }
+            acc += a1;
         }
         run_max = new_max;
         workgroupBarrier();
