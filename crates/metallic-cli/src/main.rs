@@ -1,5 +1,6 @@
 //! The `metallic` command.
 
+mod bench;
 mod inspect;
 mod run;
 
@@ -28,6 +29,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print a GGUF file's metadata and tensor table.
     Inspect(inspect::InspectArgs),
+    /// Measure prompt processing (pp) and generation (tg) throughput, llama-bench style.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

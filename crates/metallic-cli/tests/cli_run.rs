@@ -385,3 +385,30 @@ fn inspect_prints_metadata_and_tensors() {
     assert_eq!(tensor_lines, tensors, "one line per tensor:\n{out}");
     assert_eq!(run.stderr, "");
 }
+
+#[test]
+fn bench_reports_pp_and_tg() {
+    let dir = Scratch::new("bench");
+    let model = dir.model("m.gguf", &spec());
+    let m = model.to_str().unwrap();
+    let run = cli(&["bench", m, "-p", "8", "-n", "4", "-r", "2", "-o", "json"]).ok();
+    let rows: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("bench prints one JSON array");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, test) in rows.iter().zip(["pp8", "tg4"]) {
+        assert_eq!(row["test"], test);
+        assert_eq!(row["repetitions"], 2);
+        assert_eq!(row["samples_ts"].as_array().unwrap().len(), 2);
+        assert!(row["avg_ts"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["n_params"].as_u64().unwrap() > 0);
+    }
+    let md = cli(&["bench", m, "-p", "4", "-n", "2", "-r", "1"]).ok();
+    assert!(
+        md.stdout.contains("| pp4 |") && md.stdout.contains("| tg2 |"),
+        "{}",
+        md.stdout
+    );
+    let bad = cli(&["bench", m, "-r", "0"]);
+    assert!(bad.fails().contains("--repetitions must be at least 1"));
+}
