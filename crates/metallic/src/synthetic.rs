@@ -21,6 +21,8 @@ pub struct SyntheticSpec {
     pub matrix_type: GgmlType,
     /// A different type for `attn_v` only (mixed-type files keep Q, K, V apart).
     pub v_type: Option<GgmlType>,
+    /// A different type for `ffn_up` only (keeps gate and up apart).
+    pub up_type: Option<GgmlType>,
     pub rope_theta: f32,
     pub rms_eps: f32,
     pub seed: u64,
@@ -46,6 +48,7 @@ impl Default for SyntheticSpec {
             tied: true,
             matrix_type: GgmlType::F16,
             v_type: None,
+            up_type: None,
             rope_theta: 10_000.0,
             rms_eps: 1e-6,
             seed: 1,
@@ -238,7 +241,15 @@ pub fn qwen2_gguf(spec: &SyntheticSpec) -> Vec<u8> {
         matrix(&mut w, &mut rng, &n(names::ATTN_OUTPUT), s.hidden, q_dim);
         vector(&mut w, &mut rng, &n(names::FFN_NORM), s.hidden, 0.2, 1.0);
         matrix(&mut w, &mut rng, &n(names::FFN_GATE), s.ffn, s.hidden);
-        matrix(&mut w, &mut rng, &n(names::FFN_UP), s.ffn, s.hidden);
+        let up_type = s.up_type.unwrap_or(s.matrix_type);
+        typed_matrix(
+            &mut w,
+            &mut rng,
+            up_type,
+            &n(names::FFN_UP),
+            s.ffn,
+            s.hidden,
+        );
         matrix(&mut w, &mut rng, &n(names::FFN_DOWN), s.hidden, s.ffn);
     }
     vector(&mut w, &mut rng, names::OUTPUT_NORM, s.hidden, 0.2, 1.0);

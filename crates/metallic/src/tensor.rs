@@ -66,22 +66,52 @@ impl GpuMatrix {
         parts: &[&TensorInfo],
         name: &str,
     ) -> Result<Self> {
+        Self::upload_parts(gpu, file, parts, name, false)
+    }
+
+    /// Uploads same-shaped tensors with their rows interleaved (gate 0, up 0, gate 1,
+    /// up 1, ...), so one GEMV workgroup holds both rows of a SwiGLU pair. Chunks split
+    /// only between pairs.
+    pub fn upload_interleaved(
+        gpu: &Gpu,
+        file: &GgufFile,
+        parts: &[&TensorInfo],
+        name: &str,
+    ) -> Result<Self> {
+        Self::upload_parts(gpu, file, parts, name, true)
+    }
+
+    fn upload_parts(
+        gpu: &Gpu,
+        file: &GgufFile,
+        parts: &[&TensorInfo],
+        name: &str,
+        interleave: bool,
+    ) -> Result<Self> {
         let first = parts
             .first()
             .ok_or_else(|| Error::Model(format!("'{name}' has no parts")))?;
         let (ty, k) = (first.ggml_type, matrix_dims(first)?.0);
-        let mut src_rows: Vec<&[u8]> = Vec::new();
+        let first_rows = matrix_dims(first)?.1;
+        let mut per_part: Vec<Vec<&[u8]>> = Vec::new();
         for part in parts {
             let (pk, prows) = matrix_dims(part)?;
-            if part.ggml_type != ty || pk != k {
+            if part.ggml_type != ty || pk != k || (interleave && prows != first_rows) {
                 return Err(Error::Model(format!(
-                    "'{}' cannot be stacked with '{}'",
+                    "'{}' cannot be combined with '{}'",
                     part.name, first.name
                 )));
             }
             let row_bytes = (part.n_bytes / prows.max(1) as u64) as usize;
-            src_rows.extend(file.tensor_data(part).chunks_exact(row_bytes));
+            per_part.push(file.tensor_data(part).chunks_exact(row_bytes).collect());
         }
+        let src_rows: Vec<&[u8]> = if interleave {
+            (0..first_rows as usize)
+                .flat_map(|r| per_part.iter().map(move |p| p[r]))
+                .collect()
+        } else {
+            per_part.concat()
+        };
         let rows = to_u32(src_rows.len() as u64, name)?;
         let (format, row_words, blocks_per_row) = match ty {
             GgmlType::F16 => (WeightFormat::F16, k.div_ceil(8) * 4, 0),
@@ -90,7 +120,8 @@ impl GpuMatrix {
             other => return Err(unsupported(&first.name, other)),
         };
         let row_bytes = row_words as usize * 4;
-        let split = RowSplit::new(rows, row_bytes as u64, gpu.max_binding_bytes)?;
+        let group = if interleave { parts.len() as u32 } else { 1 };
+        let split = RowSplit::grouped(rows, row_bytes as u64, gpu.max_binding_bytes, group)?;
         let mut chunks = Vec::with_capacity(split.chunks.len());
         for &(first_row, n) in &split.chunks {
             let src = &src_rows[first_row as usize..(first_row + n) as usize];

@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
-use metallic::gguf::GgmlType;
+use metallic::gguf::{dequant, GgmlType, GgufFile, GgufWriter};
 use metallic::gpu::{storage_buffer, Gpu, Grid};
 use metallic::kernels::matmul_gemv::{linear, GemvConfig};
 use metallic::synthetic::Rng;
-use metallic::tensor::Activation;
+use metallic::tensor::{Activation, GpuMatrix};
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -340,6 +340,87 @@ fn gemv_writes_at_a_column_offset() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn gemv_swiglu_epilogue_on_interleaved_gate_up() {
+    // Gate and up interleaved by GpuMatrix::upload_interleaved: the GEMV writes
+    // silu(gate . x) * (up . x); a small binding limit splits the matrix, always between
+    // (gate, up) pairs, and every COLS_PER_TG keeps pairs inside one workgroup.
+    use metallic::kernels::matmul_gemv::linear_swiglu;
+    for (ty, max_binding) in [
+        (GgmlType::F16, None),
+        (GgmlType::F16, Some(4096)),
+        (GgmlType::Q8_0, Some(4096)),
+    ] {
+        let gpu = gpu(max_binding);
+        let mut rng = Rng::new(17);
+        let (ffn, k, rows) = (90usize, 64usize, 3usize);
+        let gate = rand_vec(&mut rng, ffn * k, 1.0);
+        let up = rand_vec(&mut rng, ffn * k, 1.0);
+        let bytes = |d: &[f32]| match ty {
+            GgmlType::Q8_0 => dequant::quantize_q8_0(d),
+            _ => dequant::f32_to_f16_bytes(d),
+        };
+        let mut wr = GgufWriter::new();
+        wr.add_tensor("gate", ty, &[k as u64, ffn as u64], bytes(&gate));
+        wr.add_tensor("up", ty, &[k as u64, ffn as u64], bytes(&up));
+        let file = GgufFile::from_bytes(wr.to_bytes()).unwrap();
+        let (gi, ui) = (
+            file.require_tensor("gate").unwrap(),
+            file.require_tensor("up").unwrap(),
+        );
+        let deq = |t| dequant::to_f32(ty, file.tensor_data(t), ffn * k).unwrap();
+        let (gd, ud) = (deq(gi), deq(ui));
+        let w = GpuMatrix::upload_interleaved(&gpu, &file, &[gi, ui], "gate_up").unwrap();
+        assert!(w
+            .chunks
+            .iter()
+            .all(|c| c.first_row % 2 == 0 && c.rows % 2 == 0));
+        if max_binding.is_some() {
+            assert!(w.chunks.len() > 1, "{ty:?}: expected a split");
+        }
+        let x = Activation::new(&gpu, "x", rows as u32, k as u32).unwrap();
+        let act = Activation::new(&gpu, "act", rows as u32 + 1, ffn as u32).unwrap();
+        let xs = rand_vec(&mut rng, rows * k, 1.0);
+        write_rows(&gpu, &x, &xs, 0.0);
+        let dummy = storage_buffer(&gpu, "dummy", 16);
+        for cols in [2, 4, 8] {
+            let cfg = GemvConfig {
+                cols_per_tg: cols,
+                wg_size: 64,
+            };
+            poison(&gpu, &act.buf);
+            run(
+                &gpu,
+                linear_swiglu(&gpu, &cfg, &w, &x, &act, &dummy).unwrap(),
+                rows as u32,
+            );
+            let got = read_f32(&gpu, &act.buf);
+            let mut want = Vec::new();
+            for m in 0..rows {
+                for j in 0..ffn {
+                    let dot = |wd: &[f32]| {
+                        (0..k)
+                            .map(|i| wd[j * k + i] as f64 * xs[m * k + i] as f64)
+                            .sum::<f64>()
+                    };
+                    let g = dot(&gd);
+                    want.push(g / (1.0 + (-g).exp()) * dot(&ud));
+                }
+            }
+            assert_close(
+                &format!("{ty:?} cols={cols}"),
+                &unpad(&act, &got, rows),
+                &want,
+                2e-3,
+            );
+            assert_poisoned(
+                &format!("{ty:?} spare row"),
+                &got[rows * act.stride as usize..],
+            );
         }
     }
 }

@@ -65,7 +65,18 @@ pub struct RowSplit {
 impl RowSplit {
     /// `row_bytes` is the size of one row in the largest buffer of the chunk.
     pub fn new(n_rows: u32, row_bytes: u64, max_binding_bytes: u64) -> Result<Self> {
-        let per_chunk = max_binding_bytes / row_bytes.max(1);
+        Self::grouped(n_rows, row_bytes, max_binding_bytes, 1)
+    }
+
+    /// As `new`, but chunks hold whole groups of `group` rows (interleaved pairs).
+    pub fn grouped(
+        n_rows: u32,
+        row_bytes: u64,
+        max_binding_bytes: u64,
+        group: u32,
+    ) -> Result<Self> {
+        let group = group.max(1) as u64;
+        let per_chunk = max_binding_bytes / (row_bytes.max(1) * group) * group;
         if per_chunk == 0 {
             return Err(Error::Gpu(format!(
                 "one row of {row_bytes} bytes exceeds the device's storage binding limit of {max_binding_bytes} bytes"

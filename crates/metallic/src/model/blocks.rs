@@ -96,6 +96,20 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// act = silu(gate x) * (up x), from gate and up rows interleaved in `w`.
+    pub fn linear_swiglu(
+        &self,
+        plan: &mut Plan,
+        w: &GpuMatrix,
+        x: &Activation,
+        act: &Activation,
+    ) -> Result<()> {
+        for d in matmul_gemv::linear_swiglu(self.gpu, &self.gemv, w, x, act, self.dummy)? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
     /// residual += W x.
     pub fn linear_residual(
         &self,

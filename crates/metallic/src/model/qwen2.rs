@@ -18,14 +18,21 @@ pub enum QkvWeights {
     Separate([GpuMatrix; 3]),
 }
 
+/// The MLP's gate and up projections: interleaved into one (2 ffn, hidden) matrix whose
+/// GEMV writes silu(gate) * up directly when they share a type, else kept apart and
+/// followed by a SwiGLU kernel.
+pub enum FfnUpWeights {
+    Fused(GpuMatrix),
+    Separate { gate: GpuMatrix, up: GpuMatrix },
+}
+
 pub struct LayerWeights {
     pub attn_norm: wgpu::Buffer, // (hidden)
     pub wqkv: QkvWeights,        // (q_dim + 2 kv_dim, hidden)
     pub bqkv: wgpu::Buffer,      // (q_dim + 2 kv_dim)
     pub wo: GpuMatrix,           // (hidden, q_dim)
     pub ffn_norm: wgpu::Buffer,  // (hidden)
-    pub w_gate: GpuMatrix,       // (ffn, hidden)
-    pub w_up: GpuMatrix,         // (ffn, hidden)
+    pub ffn_up: FfnUpWeights,    // gate and up, (ffn, hidden) each
     pub w_down: GpuMatrix,       // (hidden, ffn)
 }
 
@@ -56,16 +63,22 @@ impl Qwen2Weights {
             expect_shape(name, &info.dims, &[k as u64, rows as u64])?;
             Ok(info)
         };
-        // Uploads `parts` stacked by rows and reports progress.
-        let mut stacked = |parts: &[&TensorInfo], name: &str| -> Result<GpuMatrix> {
-            let m = GpuMatrix::upload_stacked(gpu, file, parts, name)?;
+        // Uploads `parts` stacked (or, with `interleave`, interleaved) by rows and
+        // reports progress.
+        let mut load = |parts: &[&TensorInfo], name: &str, interleave: bool| -> Result<GpuMatrix> {
+            let m = if interleave {
+                GpuMatrix::upload_interleaved(gpu, file, parts, name)?
+            } else {
+                GpuMatrix::upload_stacked(gpu, file, parts, name)?
+            };
             done += parts.iter().map(|p| p.n_bytes).sum::<u64>();
             progress(done);
             Ok(m)
         };
-        let token_embd = stacked(
+        let token_embd = load(
             &[matrix_info(names::TOKEN_EMBD, cfg.vocab, cfg.hidden)?],
             names::TOKEN_EMBD,
+            false,
         )?;
         let (h, q, kv, f) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         let mut layers = Vec::with_capacity(cfg.n_layers as usize);
@@ -77,13 +90,25 @@ impl Qwen2Weights {
                 matrix_info(&n(names::ATTN_V), kv, h)?,
             ];
             let wqkv = if qkv.iter().all(|t| t.ggml_type == qkv[0].ggml_type) {
-                QkvWeights::Stacked(stacked(&qkv, &n("attn_qkv.weight"))?)
+                QkvWeights::Stacked(load(&qkv, &n("attn_qkv.weight"), false)?)
             } else {
                 QkvWeights::Separate([
-                    stacked(&qkv[..1], &qkv[0].name)?,
-                    stacked(&qkv[1..2], &qkv[1].name)?,
-                    stacked(&qkv[2..], &qkv[2].name)?,
+                    load(&qkv[..1], &qkv[0].name, false)?,
+                    load(&qkv[1..2], &qkv[1].name, false)?,
+                    load(&qkv[2..], &qkv[2].name, false)?,
                 ])
+            };
+            let gate_up = [
+                matrix_info(&n(names::FFN_GATE), f, h)?,
+                matrix_info(&n(names::FFN_UP), f, h)?,
+            ];
+            let ffn_up = if gate_up[0].ggml_type == gate_up[1].ggml_type {
+                FfnUpWeights::Fused(load(&gate_up, &n("ffn_gate_up.weight"), true)?)
+            } else {
+                FfnUpWeights::Separate {
+                    gate: load(&gate_up[..1], &gate_up[0].name, false)?,
+                    up: load(&gate_up[1..], &gate_up[1].name, false)?,
+                }
             };
             let biases = [
                 vector_info(file, &n(names::ATTN_Q_BIAS), q)?,
@@ -94,19 +119,17 @@ impl Qwen2Weights {
                 attn_norm: vector(gpu, file, &n(names::ATTN_NORM), h)?,
                 wqkv,
                 bqkv: upload_vector(gpu, file, &biases)?,
-                wo: stacked(
+                wo: load(
                     &[matrix_info(&n(names::ATTN_OUTPUT), h, q)?],
                     &n(names::ATTN_OUTPUT),
+                    false,
                 )?,
                 ffn_norm: vector(gpu, file, &n(names::FFN_NORM), h)?,
-                w_gate: stacked(
-                    &[matrix_info(&n(names::FFN_GATE), f, h)?],
-                    &n(names::FFN_GATE),
-                )?,
-                w_up: stacked(&[matrix_info(&n(names::FFN_UP), f, h)?], &n(names::FFN_UP))?,
-                w_down: stacked(
+                ffn_up,
+                w_down: load(
                     &[matrix_info(&n(names::FFN_DOWN), h, f)?],
                     &n(names::FFN_DOWN),
+                    false,
                 )?,
             });
         }
@@ -114,9 +137,10 @@ impl Qwen2Weights {
         let output = if cfg.tied_output {
             None
         } else {
-            Some(stacked(
+            Some(load(
                 &[matrix_info(names::OUTPUT, cfg.vocab, h)?],
                 names::OUTPUT,
+                false,
             )?)
         };
         Ok(Self {
@@ -162,9 +186,14 @@ pub fn build(
         b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
         // MLP block: x += W_down . (silu(W_gate h) * W_up h)
         b.rms_norm(&mut body, &s.x, &layer.ffn_norm, &s.h, cfg.rms_eps)?;
-        b.linear(&mut body, &layer.w_gate, None, &s.h, &s.gate, 0)?;
-        b.linear(&mut body, &layer.w_up, None, &s.h, &s.up, 0)?;
-        b.swiglu(&mut body, &s.gate, &s.up, &s.act)?;
+        match &layer.ffn_up {
+            FfnUpWeights::Fused(w) => b.linear_swiglu(&mut body, w, &s.h, &s.act)?,
+            FfnUpWeights::Separate { gate, up } => {
+                b.linear(&mut body, gate, None, &s.h, &s.gate, 0)?;
+                b.linear(&mut body, up, None, &s.h, &s.up, 0)?;
+                b.swiglu(&mut body, &s.gate, &s.up, &s.act)?;
+            }
+        }
         b.linear_residual(&mut body, &layer.w_down, &s.act, &s.x)?;
     }
     let mut head = Plan::default();

@@ -21,6 +21,7 @@ pub struct GemvParams {
 
 pub const FLAG_BIAS: u32 = 1;
 pub const FLAG_ACCUMULATE: u32 = 2;
+pub const FLAG_SWIGLU: u32 = 4;
 
 /// Tuning knobs, passed to WGSL as override constants.
 #[derive(Clone, Copy, Debug)]
@@ -78,11 +79,54 @@ pub fn linear(
     accumulate: bool,
     dummy: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    if x.cols != w.k || col + w.rows > y.cols {
-        return Err(Error::Model(format!(
-            "'{}' is {}x{}, but is applied to {} inputs giving {} outputs",
-            w.name, w.rows, w.k, x.cols, y.cols
-        )));
+    if col + w.rows > y.cols {
+        return Err(shape_error(w, x, y));
+    }
+    let flags =
+        if bias.is_some() { FLAG_BIAS } else { 0 } | if accumulate { FLAG_ACCUMULATE } else { 0 };
+    dispatches(gpu, cfg, w, x, y, col, bias.unwrap_or(dummy), flags)
+}
+
+/// act = silu(gate x) * (up x) from a matrix whose rows interleave gate and up
+/// (`GpuMatrix::upload_interleaved`): one GEMV instead of two GEMVs and a SwiGLU.
+pub fn linear_swiglu(
+    gpu: &Gpu,
+    cfg: &GemvConfig,
+    w: &GpuMatrix,
+    x: &Activation,
+    act: &Activation,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    if w.rows != 2 * act.cols
+        || w.chunks
+            .iter()
+            .any(|c| c.first_row % 2 != 0 || c.rows % 2 != 0)
+    {
+        return Err(shape_error(w, x, act));
+    }
+    dispatches(gpu, cfg, w, x, act, 0, dummy, FLAG_SWIGLU)
+}
+
+fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
+    Error::Model(format!(
+        "'{}' is {}x{}, but is applied to {} inputs giving {} outputs",
+        w.name, w.rows, w.k, x.cols, y.cols
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatches(
+    gpu: &Gpu,
+    cfg: &GemvConfig,
+    w: &GpuMatrix,
+    x: &Activation,
+    y: &Activation,
+    col: u32,
+    bias: &wgpu::Buffer,
+    flags: u32,
+) -> Result<Vec<Dispatch>> {
+    if x.cols != w.k {
+        return Err(shape_error(w, x, y));
     }
     let entry = match w.format {
         WeightFormat::F16 => "gemv_f16",
@@ -90,8 +134,6 @@ pub fn linear(
         WeightFormat::Q8_0 => "gemv_q8_0",
     };
     let pipeline = gpu.pipeline("matmul_gemv", entry, &cfg.constants())?;
-    let flags =
-        if bias.is_some() { FLAG_BIAS } else { 0 } | if accumulate { FLAG_ACCUMULATE } else { 0 };
     let mut out = Vec::with_capacity(w.chunks.len());
     for chunk in &w.chunks {
         let params = GemvParams {
@@ -109,7 +151,7 @@ pub fn linear(
             (0, ubuf.as_entire_binding()),
             (1, x.buf.as_entire_binding()),
             (2, y.buf.as_entire_binding()),
-            (3, bias.unwrap_or(dummy).as_entire_binding()),
+            (3, bias.as_entire_binding()),
             (4, chunk.data.as_entire_binding()),
         ];
         if let Some(scales) = &chunk.scales {

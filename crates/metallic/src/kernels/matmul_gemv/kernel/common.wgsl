@@ -18,6 +18,7 @@ struct GemvParams {
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_ACCUMULATE: u32 = 2u;  // y += W x: the residual add, fused
+const FLAG_SWIGLU: u32 = 4u;      // rows are (gate, up) pairs: y[row / 2] = silu(gate) * up
 
 @group(0) @binding(0) var<uniform> p: GemvParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;        // (rows, x_stride)
@@ -64,6 +65,18 @@ fn finish_rows(group: u32, batch_row: u32, lid: u32, parts: u32) {
     var s = 0.0;
     for (var j = 0u; j < parts; j++) {
         s += row_partials[lid * parts + j];
+    }
+    if ((p.flags & FLAG_SWIGLU) != 0u) {
+        // COLS_PER_TG is even and chunks split between pairs, so the up row is ours too.
+        if ((lid & 1u) != 0u) {
+            return;
+        }
+        var up = 0.0;
+        for (var j = 0u; j < parts; j++) {
+            up += row_partials[(lid + 1u) * parts + j];
+        }
+        y[batch_row * p.y_stride + (p.row_offset + row) / 2u] = s / (1.0 + exp(-s)) * up;
+        return;
     }
     let out_row = p.row_offset + row;
     if ((p.flags & FLAG_BIAS) != 0u) {
