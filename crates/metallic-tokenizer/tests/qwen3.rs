@@ -9,7 +9,7 @@ use metallic_tokenizer::TokenType;
 fn encode_matches_hugging_face() {
     let tok = qwen3();
     let cases = expected_cases();
-    assert!(cases.len() >= 60, "fixture has {} cases", cases.len());
+    assert!(cases.len() >= 200, "fixture has {} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         let ids = tok.encode(&case.text, false).unwrap();
@@ -104,7 +104,8 @@ fn stream_decoder_replaces_truncated_tail_on_finish() {
 #[test]
 fn metadata_and_special_tokens() {
     let tok = qwen3();
-    assert_eq!(tok.vocab_size(), 151_669);
+    // convert_hf_to_gguf.py pads the 151669 real entries to the model's 151936 rows.
+    assert_eq!(tok.vocab_size(), 151_936);
     assert_eq!(tok.pre_tokenizer(), "qwen2");
     assert!(tok.warnings().is_empty(), "{:?}", tok.warnings());
     assert_eq!(tok.bos_id(), Some(151_643));
@@ -117,7 +118,10 @@ fn metadata_and_special_tokens() {
     assert_eq!(tok.token_type(151_644), Some(TokenType::Control));
     assert_eq!(tok.token_type(151_667), Some(TokenType::UserDefined)); // <think>
     assert_eq!(tok.token_type(0), Some(TokenType::Normal));
-    assert_eq!(tok.token_text(151_669), None);
+    assert_eq!(tok.token_text(151_669), Some("[PAD151669]"));
+    assert_eq!(tok.token_type(151_669), Some(TokenType::Unused));
+    assert_eq!(tok.token_text(151_935), Some("[PAD151935]"));
+    assert_eq!(tok.token_text(151_936), None);
 
     let stops = tok.stop_ids();
     for (id, why) in [
@@ -132,6 +136,19 @@ fn metadata_and_special_tokens() {
     }
     assert!(!stops.contains(&151_644), "<|im_start|> must not stop");
     assert!(!tok.is_stop(9707));
+}
+
+/// Hugging Face does not know the converter's padding entries and decodes them to nothing (as
+/// does llama.cpp for UNUSED tokens); a random model can sample them.
+#[test]
+#[ignore = "known bug: UNUSED [PADnnnnnn] entries decode as their text; HF and llama.cpp emit nothing"]
+fn converter_padding_ids_decode_to_nothing() {
+    let tok = qwen3();
+    let hello = tok.encode("Hello", false).unwrap()[0];
+    assert_eq!(tok.decode(&[hello, 151_669, 151_935, hello]), "HelloHello");
+    let mut dec = tok.stream_decoder();
+    assert_eq!(dec.push(151_700), "");
+    assert_eq!(dec.push(hello), "Hello");
 }
 
 #[test]

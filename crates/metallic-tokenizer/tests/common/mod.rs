@@ -1,4 +1,6 @@
-//! Shared loaders for the reference fixtures produced by fixtures/make_expected.py.
+//! Shared loaders for the conformance fixtures in the repository's tests/fixtures, produced by
+//! tools/make_fixtures/make_test_fixtures.sh (Hugging Face tokenizers / transformers and
+//! llama.cpp's converter; see tools/make_fixtures/README.md).
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::Read;
@@ -9,10 +11,12 @@ use metallic_gguf::GgufFile;
 use metallic_tokenizer::Tokenizer;
 use serde_json::Value;
 
+/// The shared fixture directory at the repository root.
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
+
+/// A file of tests/fixtures/tokenizer.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(FIXTURES).join("tokenizer").join(name)
 }
 
 pub fn read_fixture(name: &str) -> String {
@@ -23,11 +27,13 @@ pub fn json_fixture(name: &str) -> Value {
     serde_json::from_str(&read_fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// The Qwen3 vocabulary as a vocab-only GGUF written by llama.cpp's gguf-py.
+/// The Qwen3 vocabulary as a vocab-only GGUF written by llama.cpp's convert_hf_to_gguf.py
+/// (`--vocab-only`), shared with the engine's conformance tests.
 pub fn qwen3_gguf() -> &'static GgufFile {
     static FILE: OnceLock<GgufFile> = OnceLock::new();
     FILE.get_or_init(|| {
-        let gz = std::fs::File::open(fixture("qwen3-vocab.gguf.gz")).expect("fixture");
+        let gz = std::fs::File::open(PathBuf::from(FIXTURES).join("qwen3-vocab.gguf.gz"))
+            .expect("fixture");
         let mut bytes = Vec::new();
         flate2::read::GzDecoder::new(gz)
             .read_to_end(&mut bytes)
