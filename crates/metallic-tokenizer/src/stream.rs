@@ -21,8 +21,7 @@ impl<'a> StreamDecoder<'a> {
 
     /// Adds one token and returns the text completed by it (possibly empty).
     pub fn push(&mut self, id: u32) -> String {
-        self.pending
-            .extend_from_slice(self.tok.token_bytes(id).unwrap_or_default());
+        self.pending.extend_from_slice(self.tok.output_bytes(id));
         let mut out = String::new();
         let mut consumed = 0;
         // Same chunking as `String::from_utf8_lossy`, so invalid bytes become

@@ -195,11 +195,11 @@ impl Tokenizer {
 
     /// Decodes ids to text; special tokens render as their text. Invalid UTF-8
     /// becomes U+FFFD. Ids outside the vocabulary (possible when a model's output
-    /// layer is wider than its vocabulary) render as nothing.
+    /// layer is wider than its vocabulary) and UNUSED padding entries render as nothing.
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut buf = Vec::new();
         for &id in ids {
-            buf.extend_from_slice(self.token_bytes(id).unwrap_or_default());
+            buf.extend_from_slice(self.output_bytes(id));
         }
         String::from_utf8_lossy(&buf).into_owned()
     }
@@ -258,6 +258,16 @@ impl Tokenizer {
     /// tokens, e.g. `"Ġhello"`; verbatim for special tokens).
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// What `id` contributes to decoded text: nothing for ids outside the vocabulary
+    /// and for UNUSED entries (the converter's `[PADnnnnnn]` padding), as Hugging Face
+    /// and llama.cpp decode them; a random-weight model can sample them.
+    pub(crate) fn output_bytes(&self, id: u32) -> &[u8] {
+        match self.token_type(id) {
+            Some(TokenType::Unused) | None => &[],
+            _ => self.token_bytes(id).unwrap_or_default(),
+        }
     }
 
     /// The raw bytes token `id` decodes to; may be part of a UTF-8 character.

@@ -141,7 +141,6 @@ fn metadata_and_special_tokens() {
 /// Hugging Face does not know the converter's padding entries and decodes them to nothing (as
 /// does llama.cpp for UNUSED tokens); a random model can sample them.
 #[test]
-#[ignore = "known bug: UNUSED [PADnnnnnn] entries decode as their text; HF and llama.cpp emit nothing"]
 fn converter_padding_ids_decode_to_nothing() {
     let tok = qwen3();
     let hello = tok.encode("Hello", false).unwrap()[0];
