@@ -45,12 +45,12 @@ pub struct StepBuffers {
     pub sample_params: wgpu::Buffer, // SampleParams (uniform)
     /// (vocab / 1024, 64) (key, index) candidates from the sampler pre-pass.
     pub candidates: wgpu::Buffer,
-    pub x: Activation,      // (max_rows, hidden) residual stream
-    pub h: Activation,      // (max_rows, hidden) normed
-    pub qkv: Activation,    // (max_rows, q_dim + 2 kv_dim): Q | K | V
-    pub attn: Activation,   // (max_rows, q_dim)
-    pub gate: Activation,   // (max_rows, ffn)
-    pub up: Activation,     // (max_rows, ffn)
+    pub x: Activation,    // (max_rows, hidden) residual stream
+    pub h: Activation,    // (max_rows, hidden) normed
+    pub qkv: Activation,  // (max_rows, q_dim + 2 kv_dim): Q | K | V
+    pub attn: Activation, // (max_rows, q_dim)
+    /// (max_rows, ffn) each; only for layers whose gate and up could not be fused.
+    pub gate_up: Option<(Activation, Activation)>,
     pub act: Activation,    // (max_rows, ffn)
     pub x_last: Activation, // (1, hidden)
     pub logits: Activation, // (1, vocab)
@@ -60,7 +60,13 @@ pub struct StepBuffers {
 }
 
 impl StepBuffers {
-    fn new(gpu: &Gpu, cfg: &ModelConfig, ctx: u32, max_rows: u32) -> Result<Self> {
+    fn new(
+        gpu: &Gpu,
+        cfg: &ModelConfig,
+        ctx: u32,
+        max_rows: u32,
+        separate_ffn: bool,
+    ) -> Result<Self> {
         let act = |label: &str, rows: u32, cols: u32| Activation::new(gpu, label, rows, cols);
         let inv_freq = rope_kv::inv_freq(cfg.rope_theta, cfg.head_dim);
         let inv_freq_buf = storage_buffer(gpu, "inv_freq", inv_freq.len() as u64 * 4);
@@ -85,8 +91,13 @@ impl StepBuffers {
             h: act("h", max_rows, cfg.hidden)?,
             qkv: act("qkv", max_rows, cfg.q_dim() + 2 * cfg.kv_dim())?,
             attn: act("attn", max_rows, cfg.q_dim())?,
-            gate: act("gate", max_rows, cfg.ffn)?,
-            up: act("up", max_rows, cfg.ffn)?,
+            gate_up: match separate_ffn {
+                true => Some((
+                    act("gate", max_rows, cfg.ffn)?,
+                    act("up", max_rows, cfg.ffn)?,
+                )),
+                false => None,
+            },
             act: act("act", max_rows, cfg.ffn)?,
             x_last: act("x_last", 1, cfg.hidden)?,
             logits: act("logits", 1, cfg.vocab)?,
@@ -214,7 +225,11 @@ impl Engine {
         let total: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
         let weights =
             qwen2::Qwen2Weights::load(&gpu, file, &config, &mut |done| progress(done, total))?;
-        let buffers = StepBuffers::new(&gpu, &config, ctx, opts.batch_size.min(ctx))?;
+        let separate_ffn = weights
+            .layers
+            .iter()
+            .any(|l| matches!(l.ffn_up, qwen2::FfnUpWeights::Separate { .. }));
+        let buffers = StepBuffers::new(&gpu, &config, ctx, opts.batch_size.min(ctx), separate_ffn)?;
         let builder = Builder {
             gpu: &gpu,
             gemv: GemvConfig::from_env()?,

@@ -189,9 +189,13 @@ pub fn build(
         match &layer.ffn_up {
             FfnUpWeights::Fused(w) => b.linear_swiglu(&mut body, w, &s.h, &s.act)?,
             FfnUpWeights::Separate { gate, up } => {
-                b.linear(&mut body, gate, None, &s.h, &s.gate, 0)?;
-                b.linear(&mut body, up, None, &s.h, &s.up, 0)?;
-                b.swiglu(&mut body, &s.gate, &s.up, &s.act)?;
+                let (gate_out, up_out) = s
+                    .gate_up
+                    .as_ref()
+                    .ok_or_else(|| Error::Model("gate/up buffers were not allocated".into()))?;
+                b.linear(&mut body, gate, None, &s.h, gate_out, 0)?;
+                b.linear(&mut body, up, None, &s.h, up_out, 0)?;
+                b.swiglu(&mut body, gate_out, up_out, &s.act)?;
             }
         }
         b.linear_residual(&mut body, &layer.w_down, &s.act, &s.x)?;
