@@ -7,6 +7,9 @@ pub enum Grid {
     Fixed([u32; 3]),
     /// `x` workgroups for each batch row (grid y = rows).
     PerRow(u32),
+    /// `x` workgroups for each tile of `tile_rows` batch rows (grid y = rows / tile_rows,
+    /// rounded up): kernels that share weight or key tiles across batch rows.
+    RowTiles { x: u32, tile_rows: u32 },
 }
 
 impl Grid {
@@ -20,6 +23,7 @@ impl Grid {
                 [x.div_ceil(z), rows, z]
             }
             Grid::PerRow(x) => [x, rows, 1],
+            Grid::RowTiles { x, tile_rows } => [x, rows.div_ceil(tile_rows), 1],
         }
     }
 }
