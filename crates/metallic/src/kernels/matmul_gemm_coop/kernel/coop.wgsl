@@ -27,109 +27,157 @@ var<workgroup> xs: array<f16, 2560>;  // (CM, LDS): xs[r * LDS + kk] = x[m0 + r,
 var<workgroup> ws: array<f16, 5120>;  // (CN, LDS): ws[r * LDS + kk] = W[n0 + r, k0 + kk]
 var<workgroup> cs: array<f32, 2048>;  // (WARPS, 16, 32): two accumulators per slot on their way out
 
-// One stage's global loads, held in registers between `fetch` and `stash`.
+// One stage's global loads, held in registers between `fetch` and `stash`. Loops over
+// these are written out with literal indices: naga's loop guards could keep a driver from
+// unrolling them, and a dynamically indexed array would leave registers for memory.
 struct Stage {
     x: array<vec4<f32>, 4>,   // 64 rows x 32 floats = 512 vec4 over 128 threads
     w: array<vec4<u32>, 8>,   // F16: 4 (8 halves each); F32: 8 (4 floats); Q8_0: 2 (16 bytes)
     d: array<f32, 2>,         // Q8_0 scales of w[0], w[1]
 }
 
-fn fetch(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>) {
-    for (var i = 0u; i < 4u; i++) {
-        let idx = lid + i * C_THREADS;
-        (*st).x[i] = x_quad(o.x + idx / 8u, k0 + 4u * (idx % 8u), rows);
+// Vector `idx` (0..512) of the stage's x tile: row idx / 8, floats 4 (idx % 8)...
+fn fetch_x(o: vec2<u32>, k0: u32, idx: u32, rows: u32) -> vec4<f32> {
+    return x_quad(o.x + idx / 8u, k0 + 4u * (idx % 8u), rows);
+}
+
+// Weight rows are padded with zeros to a multiple of 4 words, so a vector that starts
+// before K needs no further guard.
+
+// F16: vector idx (0..512) is row idx / 4, halves 8 (idx % 4)...
+fn fetch_f16(o: vec2<u32>, k0: u32, idx: u32) -> vec4<u32> {
+    let n = o.y + idx / 4u;
+    let k = k0 + 8u * (idx % 4u);
+    if (n >= p.n || k >= p.k) {
+        return vec4<u32>(0u);
     }
-    // Weight rows are padded with zeros to a multiple of 4 words, so a vector that starts
-    // before K needs no further guard.
+    return weights[(n * p.row_words + k / 2u) / 4u];
+}
+
+// F32: vector idx (0..1024) is row idx / 8, floats 4 (idx % 8)...
+fn fetch_f32(o: vec2<u32>, k0: u32, idx: u32) -> vec4<u32> {
+    let n = o.y + idx / 8u;
+    let k = k0 + 4u * (idx % 8u);
+    if (n >= p.n || k >= p.k) {
+        return vec4<u32>(0u);
+    }
+    return weights[(n * p.row_words + k) / 4u];
+}
+
+// Q8_0: K is a multiple of 32, so a stage is one block per row; vector idx (0..256) is
+// row idx / 2, bytes 16 (idx % 2)...
+fn fetch_q8_0(o: vec2<u32>, k0: u32, idx: u32) -> vec4<u32> {
+    let n = o.y + idx / 2u;
+    if (n >= p.n) {
+        return vec4<u32>(0u);
+    }
+    return weights[(n * p.row_words + k0 / 4u) / 4u + idx % 2u];
+}
+
+fn scale_q8_0(o: vec2<u32>, k0: u32, idx: u32) -> f32 {
+    let n = o.y + idx / 2u;
+    if (n >= p.n) {
+        return 0.0;
+    }
+    let h = n * p.blocks_per_row + k0 / 32u;
+    return half_at(scales[h / 2u], h);
+}
+
+fn fetch(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>) {
+    let t = C_THREADS;
+    (*st).x[0] = fetch_x(o, k0, lid, rows);
+    (*st).x[1] = fetch_x(o, k0, lid + t, rows);
+    (*st).x[2] = fetch_x(o, k0, lid + 2u * t, rows);
+    (*st).x[3] = fetch_x(o, k0, lid + 3u * t, rows);
     switch fmt {
         case FMT_F16: {
-            for (var i = 0u; i < 4u; i++) {
-                let idx = lid + i * C_THREADS;
-                let n = o.y + idx / 4u;
-                let k = k0 + 8u * (idx % 4u);
-                var v = vec4<u32>(0u);
-                if (n < p.n && k < p.k) {
-                    v = weights[(n * p.row_words + k / 2u) / 4u];
-                }
-                (*st).w[i] = v;
-            }
+            (*st).w[0] = fetch_f16(o, k0, lid);
+            (*st).w[1] = fetch_f16(o, k0, lid + t);
+            (*st).w[2] = fetch_f16(o, k0, lid + 2u * t);
+            (*st).w[3] = fetch_f16(o, k0, lid + 3u * t);
         }
         case FMT_F32: {
-            for (var i = 0u; i < 8u; i++) {
-                let idx = lid + i * C_THREADS;
-                let n = o.y + idx / 8u;
-                let k = k0 + 4u * (idx % 8u);
-                var v = vec4<u32>(0u);
-                if (n < p.n && k < p.k) {
-                    v = weights[(n * p.row_words + k) / 4u];
-                }
-                (*st).w[i] = v;
-            }
+            (*st).w[0] = fetch_f32(o, k0, lid);
+            (*st).w[1] = fetch_f32(o, k0, lid + t);
+            (*st).w[2] = fetch_f32(o, k0, lid + 2u * t);
+            (*st).w[3] = fetch_f32(o, k0, lid + 3u * t);
+            (*st).w[4] = fetch_f32(o, k0, lid + 4u * t);
+            (*st).w[5] = fetch_f32(o, k0, lid + 5u * t);
+            (*st).w[6] = fetch_f32(o, k0, lid + 6u * t);
+            (*st).w[7] = fetch_f32(o, k0, lid + 7u * t);
         }
-        default: {  // FMT_Q8_0: K is a multiple of 32, so a stage is one block per row
-            for (var i = 0u; i < 2u; i++) {
-                let idx = lid + i * C_THREADS;
-                let n = o.y + idx / 2u;
-                let k = k0 + 16u * (idx % 2u);
-                var v = vec4<u32>(0u);
-                var d = 0.0;
-                if (n < p.n) {
-                    v = weights[(n * p.row_words + k / 4u) / 4u];
-                    let h = n * p.blocks_per_row + k0 / 32u;
-                    d = half_at(scales[h / 2u], h);
-                }
-                (*st).w[i] = v;
-                (*st).d[i] = d;
-            }
+        default: {
+            (*st).w[0] = fetch_q8_0(o, k0, lid);
+            (*st).w[1] = fetch_q8_0(o, k0, lid + t);
+            (*st).d[0] = scale_q8_0(o, k0, lid);
+            (*st).d[1] = scale_q8_0(o, k0, lid + t);
         }
     }
 }
 
+fn put_x4(at: u32, v: vec4<f16>) {
+    xs[at] = v.x;
+    xs[at + 1u] = v.y;
+    xs[at + 2u] = v.z;
+    xs[at + 3u] = v.w;
+}
+
+fn put_w4(at: u32, v: vec4<f16>) {
+    ws[at] = v.x;
+    ws[at + 1u] = v.y;
+    ws[at + 2u] = v.z;
+    ws[at + 3u] = v.w;
+}
+
+fn stash_x(idx: u32, v: vec4<f32>) {
+    put_x4((idx / 8u) * LDS + 4u * (idx % 8u), vec4<f16>(v));
+}
+
+fn stash_f16(idx: u32, w: vec4<u32>) {
+    let at = (idx / 4u) * LDS + 8u * (idx % 4u);
+    // f16 -> f32 -> f16 is exact.
+    put_w4(at, vec4<f16>(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y))));
+    put_w4(at + 4u, vec4<f16>(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w))));
+}
+
+fn stash_f32(idx: u32, w: vec4<u32>) {
+    put_w4((idx / 8u) * LDS + 4u * (idx % 8u), vec4<f16>(bitcast<vec4<f32>>(w)));
+}
+
+fn stash_q8_0(idx: u32, w: vec4<u32>, d: f32) {
+    let at = (idx / 2u) * LDS + 16u * (idx % 2u);
+    put_w4(at, vec4<f16>(d * unpack_i8x4(w.x)));
+    put_w4(at + 4u, vec4<f16>(d * unpack_i8x4(w.y)));
+    put_w4(at + 8u, vec4<f16>(d * unpack_i8x4(w.z)));
+    put_w4(at + 12u, vec4<f16>(d * unpack_i8x4(w.w)));
+}
+
 fn stash(fmt: u32, lid: u32, st: ptr<function, Stage>) {
-    for (var i = 0u; i < 4u; i++) {
-        let idx = lid + i * C_THREADS;
-        let at = (idx / 8u) * LDS + 4u * (idx % 8u);
-        let v = vec4<f16>((*st).x[i]);
-        xs[at] = v.x;
-        xs[at + 1u] = v.y;
-        xs[at + 2u] = v.z;
-        xs[at + 3u] = v.w;
-    }
+    let t = C_THREADS;
+    stash_x(lid, (*st).x[0]);
+    stash_x(lid + t, (*st).x[1]);
+    stash_x(lid + 2u * t, (*st).x[2]);
+    stash_x(lid + 3u * t, (*st).x[3]);
     switch fmt {
         case FMT_F16: {
-            for (var i = 0u; i < 4u; i++) {
-                let idx = lid + i * C_THREADS;
-                let at = (idx / 4u) * LDS + 8u * (idx % 4u);
-                for (var j = 0u; j < 4u; j++) {
-                    let h = vec2<f16>(unpack2x16float((*st).w[i][j]));  // exact
-                    ws[at + 2u * j] = h.x;
-                    ws[at + 2u * j + 1u] = h.y;
-                }
-            }
+            stash_f16(lid, (*st).w[0]);
+            stash_f16(lid + t, (*st).w[1]);
+            stash_f16(lid + 2u * t, (*st).w[2]);
+            stash_f16(lid + 3u * t, (*st).w[3]);
         }
         case FMT_F32: {
-            for (var i = 0u; i < 8u; i++) {
-                let idx = lid + i * C_THREADS;
-                let at = (idx / 8u) * LDS + 4u * (idx % 8u);
-                let v = vec4<f16>(bitcast<vec4<f32>>((*st).w[i]));
-                ws[at] = v.x;
-                ws[at + 1u] = v.y;
-                ws[at + 2u] = v.z;
-                ws[at + 3u] = v.w;
-            }
+            stash_f32(lid, (*st).w[0]);
+            stash_f32(lid + t, (*st).w[1]);
+            stash_f32(lid + 2u * t, (*st).w[2]);
+            stash_f32(lid + 3u * t, (*st).w[3]);
+            stash_f32(lid + 4u * t, (*st).w[4]);
+            stash_f32(lid + 5u * t, (*st).w[5]);
+            stash_f32(lid + 6u * t, (*st).w[6]);
+            stash_f32(lid + 7u * t, (*st).w[7]);
         }
         default: {
-            for (var i = 0u; i < 2u; i++) {
-                let idx = lid + i * C_THREADS;
-                let at = (idx / 2u) * LDS + 16u * (idx % 2u);
-                for (var j = 0u; j < 4u; j++) {
-                    let v = vec4<f16>((*st).d[i] * unpack_i8x4((*st).w[i][j]));
-                    ws[at + 4u * j] = v.x;
-                    ws[at + 4u * j + 1u] = v.y;
-                    ws[at + 4u * j + 2u] = v.z;
-                    ws[at + 4u * j + 3u] = v.w;
-                }
-            }
+            stash_q8_0(lid, (*st).w[0], (*st).d[0]);
+            stash_q8_0(lid + t, (*st).w[1], (*st).d[1]);
         }
     }
 }
@@ -201,9 +249,28 @@ fn gemm_coop(
                 fetch(fmt, o, k0 + CK, lid, rows, &st);
             }
             if (owner) {
-                for (var kk = 0u; kk < CK; kk += 16u) {
-                    // A = x rows (row-major, K contiguous); B = W^T: W rows are B's
-                    // columns, so B loads column-major from the same layout.
+                // A = x rows (row-major, K contiguous); B = W^T: W rows are B's columns,
+                // so B loads column-major from the same layout. The stage's two K steps
+                // of 16 are written out (see Stage).
+                {
+                    let kk = 0u;
+                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + kk], LDS);
+                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDS + kk], LDS);
+                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + kk], LDS);
+                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDS + kk], LDS);
+                    let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDS + kk], LDS);
+                    let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDS + kk], LDS);
+                    c00 = coopMultiplyAdd(a0, b0, c00);
+                    c01 = coopMultiplyAdd(a0, b1, c01);
+                    c02 = coopMultiplyAdd(a0, b2, c02);
+                    c03 = coopMultiplyAdd(a0, b3, c03);
+                    c10 = coopMultiplyAdd(a1, b0, c10);
+                    c11 = coopMultiplyAdd(a1, b1, c11);
+                    c12 = coopMultiplyAdd(a1, b2, c12);
+                    c13 = coopMultiplyAdd(a1, b3, c13);
+                }
+                {
+                    let kk = 16u;
                     let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + kk], LDS);
                     let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDS + kk], LDS);
                     let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + kk], LDS);
