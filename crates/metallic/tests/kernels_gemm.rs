@@ -413,3 +413,26 @@ fn gemm_rejects_bad_shapes_and_paths() {
         assert_eq!(GemmConfig::auto(&gpu).path, GemmPath::Portable);
     }
 }
+
+#[test]
+fn gemm_path_from_env() {
+    // No other test reads METALLIC_GEMM, so setting it here cannot race with them.
+    let gpu = gpu(None);
+    let with = |v: Option<&str>| {
+        match v {
+            Some(v) => std::env::set_var("METALLIC_GEMM", v),
+            None => std::env::remove_var("METALLIC_GEMM"),
+        }
+        let r = GemmConfig::from_env(&gpu);
+        std::env::remove_var("METALLIC_GEMM");
+        r
+    };
+    assert_eq!(with(None).unwrap(), GemmConfig::auto(&gpu));
+    assert_eq!(with(Some("auto")).unwrap(), GemmConfig::auto(&gpu));
+    assert_eq!(with(Some("portable")).unwrap().path, GemmPath::Portable);
+    assert!(with(Some("fast")).is_err());
+    match with(Some("coop")) {
+        Ok(cfg) => assert!(gpu.coop_matrix_f16 && cfg.path == GemmPath::Coop),
+        Err(e) => assert!(!gpu.coop_matrix_f16 && e.to_string().contains("cooperative")),
+    }
+}
