@@ -69,10 +69,16 @@ fn validate(family: &str, s: &stitch::Stitched) -> Result<(), String> {
             e.emit_to_string(&s.source)
         )
     })?;
-    let caps = Capabilities::SUBGROUP
+    let mut caps = Capabilities::SUBGROUP
         | Capabilities::SUBGROUP_BARRIER
         | Capabilities::SHADER_FLOAT16
         | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    // Cooperative matrices only for the families that opt in with the WGSL directive
+    // (`matmul_gemm_coop`); the engine creates their pipelines only on adapters that
+    // support them, so every other family stays valid without the capability.
+    if s.source.contains("enable wgpu_cooperative_matrix;") {
+        caps |= Capabilities::COOPERATIVE_MATRIX;
+    }
     let mut validator = Validator::new(ValidationFlags::all(), caps);
     validator.subgroup_stages(ShaderStages::COMPUTE);
     validator.subgroup_operations(SubgroupOperationSet::all());

@@ -20,6 +20,10 @@ pub struct Gpu {
     /// (lavapipe allows 128 MiB; NVIDIA 2 GiB+).
     pub max_binding_bytes: u64,
     pub has_timestamps: bool,
+    /// Cooperative matrices of 16x16 f16 A/B with an f32 accumulator, at subgroup scope
+    /// (tensor cores: NVIDIA reports this configuration). The `matmul_gemm_coop` kernels
+    /// need it; without it the GEMM takes its portable path.
+    pub coop_matrix_f16: bool,
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
 }
@@ -61,14 +65,31 @@ impl Gpu {
                 info.name
             )));
         }
-        let wanted = wgpu::Features::SUBGROUP
+        let mut wanted = wgpu::Features::SUBGROUP
             | (available & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY));
+        let coop_matrix_f16 = available
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16)
+            && adapter
+                .cooperative_matrix_properties()
+                .iter()
+                .any(is_coop_f16_16x16);
+        if coop_matrix_f16 {
+            wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("metallic"),
                 required_features: wanted,
                 required_limits: limits.clone(),
+                experimental_features: if coop_matrix_f16 {
+                    // SAFETY: only the cooperative-matrix feature is experimental here, and
+                    // only the `matmul_gemm_coop` kernels use it, in the configuration the
+                    // adapter reported (16x16x16, f16 inputs, f32 accumulator).
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await
@@ -91,6 +112,7 @@ impl Gpu {
             limits,
             max_binding_bytes,
             has_timestamps: wanted.contains(wgpu::Features::TIMESTAMP_QUERY),
+            coop_matrix_f16,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
         })
@@ -198,4 +220,12 @@ impl Gpu {
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))
     }
+}
+
+/// The configuration the cooperative-matrix GEMM is written for: M = N = K = 16, f16 A
+/// and B, f32 C and result, subgroup scope (the only scope wgpu reports).
+fn is_coop_f16_16x16(p: &wgpu::CooperativeMatrixProperties) -> bool {
+    (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+        && p.ab_type == wgpu::CooperativeScalarType::F16
+        && p.cr_type == wgpu::CooperativeScalarType::F32
 }

@@ -4,6 +4,8 @@
 pub mod attention;
 pub mod elementwise;
 pub mod embedding;
+pub mod matmul_gemm;
+pub mod matmul_gemm_coop;
 pub mod matmul_gemv;
 pub mod rmsnorm;
 pub mod rope_kv;

@@ -168,7 +168,7 @@ fn dispatches(
 }
 
 /// `blk.3.attn_q.weight` -> `attn_q`: per-kernel profiles group layers together.
-fn short_name(name: &str) -> &str {
+pub(crate) fn short_name(name: &str) -> &str {
     let name = name.strip_suffix(".weight").unwrap_or(name);
     match name.strip_prefix("blk.") {
         Some(rest) => rest.split_once('.').map_or(rest, |(_, n)| n),

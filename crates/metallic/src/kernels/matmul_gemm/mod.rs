@@ -1,0 +1,232 @@
+//! Tiled GEMM for prefill: `y[m, col + n] = x[m, :] . W[n, :]` for every batch row at
+//! once, so each weight tile is read once per tile of rows instead of once per row (the
+//! GEMV's cost in prefill). Same epilogues as the GEMV: bias, residual add, SwiGLU.
+//!
+//! Two paths, chosen by [`GemmConfig`]:
+//! - **portable** (`matmul_gemm`): f32 tiles in workgroup memory, a 4x4 register tile per
+//!   thread, no subgroup operations. Runs everywhere, lavapipe included.
+//! - **cooperative matrix** (`matmul_gemm_coop`): 16x16 f16 tiles with f32 accumulators
+//!   on tensor cores, where the adapter reports them (`Gpu::coop_matrix_f16`). x is
+//!   rounded to f16 when staged, as are F32 weights and dequantized Q8_0 weights.
+//!
+//! The batch row count comes from the step state (`n_rows`), and the grid is
+//! [`Grid::RowTiles`], so a plan built once serves any chunk length.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
+use crate::kernels::matmul_gemm_coop;
+use crate::kernels::matmul_gemv::short_name;
+use crate::tensor::{Activation, GpuMatrix, WeightFormat};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct GemmParams {
+    pub k: u32,
+    pub n: u32,
+    pub col: u32,
+    pub row_words: u32,
+    pub x_stride: u32,
+    pub y_stride: u32,
+    pub flags: u32,
+    pub blocks_per_row: u32,
+}
+
+pub const FLAG_BIAS: u32 = 1;
+pub const FLAG_ACCUMULATE: u32 = 2;
+pub const FLAG_SWIGLU: u32 = 4;
+
+/// The portable kernel's output tile: batch rows x outputs per workgroup.
+pub const PORTABLE_TILE: (u32, u32) = (64, 64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmPath {
+    /// Shared-memory tiles in f32, any adapter.
+    Portable,
+    /// Cooperative matrices (16x16 f16, f32 accumulate): tensor cores.
+    Coop,
+}
+
+/// Which path the GEMM takes. Build it with [`GemmConfig::from_env`] (or
+/// [`GemmConfig::new`]), which checks the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmConfig {
+    pub path: GemmPath,
+}
+
+impl GemmConfig {
+    /// The cooperative-matrix path where the adapter supports it, else the portable one.
+    pub fn auto(gpu: &Gpu) -> Self {
+        let path = if gpu.coop_matrix_f16 {
+            GemmPath::Coop
+        } else {
+            GemmPath::Portable
+        };
+        Self { path }
+    }
+
+    /// A forced path; `Coop` on an adapter without 16x16 f16 cooperative matrices is an
+    /// error.
+    pub fn new(gpu: &Gpu, path: GemmPath) -> Result<Self> {
+        if path == GemmPath::Coop && !gpu.coop_matrix_f16 {
+            return Err(Error::Gpu(format!(
+                "the cooperative-matrix GEMM needs 16x16 f16 cooperative matrices with an f32 \
+                 accumulator, which '{}' does not report (METALLIC_GEMM=auto or portable)",
+                gpu.info.name
+            )));
+        }
+        Ok(Self { path })
+    }
+
+    /// `METALLIC_GEMM=auto|portable|coop` (default auto).
+    pub fn from_env(gpu: &Gpu) -> Result<Self> {
+        match std::env::var("METALLIC_GEMM") {
+            Err(_) => Ok(Self::auto(gpu)),
+            Ok(v) => match v.trim() {
+                "" | "auto" => Ok(Self::auto(gpu)),
+                "portable" => Self::new(gpu, GemmPath::Portable),
+                "coop" => Self::new(gpu, GemmPath::Coop),
+                _ => Err(Error::Invalid(format!(
+                    "METALLIC_GEMM must be auto, portable or coop, got '{v}'"
+                ))),
+            },
+        }
+    }
+
+    /// (batch rows, outputs) per workgroup.
+    pub fn tile(&self) -> (u32, u32) {
+        match self.path {
+            GemmPath::Portable => PORTABLE_TILE,
+            GemmPath::Coop => matmul_gemm_coop::TILE,
+        }
+    }
+
+    fn pipeline_name(&self, format: WeightFormat) -> (&'static str, String) {
+        match self.path {
+            GemmPath::Portable => ("matmul_gemm", format!("gemm_{}", format.name())),
+            GemmPath::Coop => (
+                matmul_gemm_coop::FAMILY,
+                format!("gemm_coop_{}", format.name()),
+            ),
+        }
+    }
+}
+
+/// y[:, col..] = x W^T (+ bias[col..]) (+ y) for the batch rows `0..state.n_rows`: one
+/// dispatch per weight chunk, each writing its columns of y. `col` places the output
+/// inside a wider row (e.g. K inside QKV). `state` is the step state (`StepState`).
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    gpu: &Gpu,
+    cfg: &GemmConfig,
+    state: &wgpu::Buffer,
+    w: &GpuMatrix,
+    x: &Activation,
+    (y, col): (&Activation, u32),
+    bias: Option<&wgpu::Buffer>,
+    accumulate: bool,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    if col + w.rows > y.cols {
+        return Err(shape_error(w, x, y));
+    }
+    let flags =
+        if bias.is_some() { FLAG_BIAS } else { 0 } | if accumulate { FLAG_ACCUMULATE } else { 0 };
+    dispatches(
+        gpu,
+        cfg,
+        state,
+        w,
+        x,
+        y,
+        col,
+        bias.unwrap_or(dummy),
+        flags,
+        dummy,
+    )
+}
+
+/// act = silu(x gate^T) * (x up^T) from a matrix whose rows interleave gate and up
+/// (`GpuMatrix::upload_interleaved`): one GEMM instead of two GEMMs and a SwiGLU.
+pub fn linear_swiglu(
+    gpu: &Gpu,
+    cfg: &GemmConfig,
+    state: &wgpu::Buffer,
+    w: &GpuMatrix,
+    x: &Activation,
+    act: &Activation,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    if w.rows != 2 * act.cols
+        || w.chunks
+            .iter()
+            .any(|c| c.first_row % 2 != 0 || c.rows % 2 != 0)
+    {
+        return Err(shape_error(w, x, act));
+    }
+    dispatches(gpu, cfg, state, w, x, act, 0, dummy, FLAG_SWIGLU, dummy)
+}
+
+fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
+    Error::Model(format!(
+        "'{}' is {}x{}, but is applied to {} inputs giving {} outputs",
+        w.name, w.rows, w.k, x.cols, y.cols
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatches(
+    gpu: &Gpu,
+    cfg: &GemmConfig,
+    state: &wgpu::Buffer,
+    w: &GpuMatrix,
+    x: &Activation,
+    y: &Activation,
+    col: u32,
+    bias: &wgpu::Buffer,
+    flags: u32,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    if x.cols != w.k {
+        return Err(shape_error(w, x, y));
+    }
+    let (family, entry) = cfg.pipeline_name(w.format);
+    let pipeline = gpu.pipeline(family, &entry, &[])?;
+    let (tile_rows, tile_n) = cfg.tile();
+    let mut out = Vec::with_capacity(w.chunks.len());
+    for chunk in &w.chunks {
+        let params = GemmParams {
+            k: w.k,
+            n: chunk.rows,
+            col: col + chunk.first_row,
+            row_words: w.row_words,
+            x_stride: x.stride,
+            y_stride: y.stride,
+            flags,
+            blocks_per_row: w.blocks_per_row,
+        };
+        let ubuf = uniform_buffer(gpu, "gemm.params", &params);
+        // Every entry point declares the scales binding; dense weights bind a stand-in.
+        let scales = chunk.scales.as_ref().unwrap_or(dummy);
+        let entries = [
+            (0, ubuf.as_entire_binding()),
+            (1, state.as_entire_binding()),
+            (2, x.buf.as_entire_binding()),
+            (3, y.buf.as_entire_binding()),
+            (4, bias.as_entire_binding()),
+            (5, chunk.data.as_entire_binding()),
+            (6, scales.as_entire_binding()),
+        ];
+        out.push(Dispatch {
+            label: format!("gemm_{}:{}", w.format.name(), short_name(&w.name)),
+            bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
+            pipeline: pipeline.clone(),
+            grid: Grid::RowTiles {
+                x: chunk.rows.div_ceil(tile_n),
+                tile_rows,
+            },
+        });
+    }
+    Ok(out)
+}

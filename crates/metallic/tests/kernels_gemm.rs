@@ -1,0 +1,438 @@
+//! `matmul_gemm::linear` / `linear_swiglu` against an f64 CPU reference over the
+//! dequantized weights: F16, F32 and Q8_0; K not a multiple of the K step, N not a
+//! multiple of the output tile, 1 to 100 batch rows (partial row tiles), padded x rows
+//! holding NaN, a column offset, bias, residual add, SwiGLU on interleaved gate/up, and
+//! matrices split into several binding chunks. Every path the adapter has is checked: the
+//! portable one always, the cooperative-matrix one where it is supported (skipped, with a
+//! note, elsewhere).
+
+mod common;
+
+use common::*;
+use metallic::gguf::{dequant, GgmlType, GgufFile, GgufWriter};
+use metallic::gpu::{storage_buffer, Gpu, Plan};
+use metallic::kernels::matmul_gemm::{linear, linear_swiglu, GemmConfig, GemmPath};
+use metallic::synthetic::Rng;
+use metallic::tensor::{Activation, GpuMatrix};
+
+/// The paths to check on this adapter.
+fn paths(gpu: &Gpu) -> Vec<GemmConfig> {
+    let mut out = vec![GemmConfig::new(gpu, GemmPath::Portable).unwrap()];
+    if gpu.coop_matrix_f16 {
+        out.push(GemmConfig::new(gpu, GemmPath::Coop).unwrap());
+    } else {
+        eprintln!(
+            "note: '{}' has no 16x16 f16 cooperative matrices: coop GEMM path skipped",
+            gpu.info.name
+        );
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    ty: GgmlType,
+    n: u32,
+    k: u32,
+    rows: u32,
+    col: u32,
+    bias: bool,
+    accumulate: bool,
+}
+
+/// Checks `got` (the `rows x n` outputs) against the f64 reference `want`.
+///
+/// Portable: all arithmetic is f32 on exact weights, so a normalised error of 1e-4.
+/// Coop: x, F32 weights and dequantized Q8_0 weights are rounded to f16 (relative error
+/// 2^-11 each) and products are summed in f32, so each output may be off by at most
+/// about (2^-10 + K 2^-24) * sum_k |x_k w_k|; `abs_sum` carries that sum per output.
+fn check_close(what: &str, cfg: &GemmConfig, got: &[f32], want: &[f64], abs_sum: &[f64], k: u32) {
+    match cfg.path {
+        GemmPath::Portable => assert_close(what, got, want, 1e-4),
+        GemmPath::Coop => {
+            assert_close(what, got, want, 2e-3);
+            let unit = 2f64.powi(-10) + k as f64 * 2f64.powi(-24);
+            for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(abs_sum).enumerate() {
+                let bound = unit * s + 1e-6 * w.abs().max(1.0);
+                assert!(
+                    (g as f64 - w).abs() <= bound,
+                    "{what}: element {i} = {g}, expected {w} within {bound:.2e} (f16 staging)"
+                );
+            }
+        }
+    }
+}
+
+/// Runs one GEMM and checks it; returns the number of weight chunks.
+fn check(gpu: &Gpu, cfg: &GemmConfig, c: Case, rng: &mut Rng) -> usize {
+    let what = format!("{c:?} {:?}", cfg.path);
+    let (n, k, rows, col) = (c.n as usize, c.k as usize, c.rows as usize, c.col as usize);
+    let (w, deq) = matrix(gpu, c.ty, c.n, c.k, &rand_vec(rng, n * k, 1.0));
+    // A spare batch row of capacity: a batch of `rows` must neither read nor write it.
+    let x = Activation::new(gpu, "x", c.rows + 1, c.k).unwrap();
+    let width = c.col + c.n + 5;
+    let y = Activation::new(gpu, "y", c.rows + 1, width).unwrap();
+    let xs = rand_vec(rng, rows * k, 1.0);
+    // Row padding and the spare row hold NaN: reading them would poison the outputs.
+    write_rows(gpu, &x, &xs, f32::NAN);
+    let y_words = (y.buf.size() / 4) as usize;
+    let y0: Vec<f32> = if c.accumulate {
+        rand_vec(rng, y_words, 2.0)
+    } else {
+        vec![f32::from_bits(POISON); y_words]
+    };
+    write_f32(gpu, &y.buf, &y0);
+    let bias = rand_vec(rng, width as usize, 0.5);
+    let bias_buf = f32_buffer(gpu, "bias", &bias);
+    let dummy = storage_buffer(gpu, "dummy", 16);
+    let state = state_buffer(gpu, 0, c.rows, 0);
+    let ds = linear(
+        gpu,
+        cfg,
+        &state,
+        &w,
+        &x,
+        (&y, c.col),
+        c.bias.then_some(&bias_buf),
+        c.accumulate,
+        &dummy,
+    )
+    .unwrap();
+    assert_eq!(ds.len(), w.chunks.len(), "{what}: one dispatch per chunk");
+    run(gpu, ds, c.rows);
+    let got = read_f32(gpu, &y.buf);
+
+    let stride = y.stride as usize;
+    let (mut want, mut abs_sum, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    for m in 0..rows {
+        for j in 0..n {
+            let terms = (0..k).map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64);
+            let mut s: f64 = terms.clone().sum();
+            abs_sum.push(terms.map(f64::abs).sum());
+            if c.bias {
+                s += bias[col + j] as f64;
+            }
+            if c.accumulate {
+                s += y0[m * stride + col + j] as f64;
+            }
+            want.push(s);
+            out.push(got[m * stride + col + j]);
+        }
+    }
+    check_close(&what, cfg, &out, &want, &abs_sum, c.k);
+    // Columns outside col..col + n, row padding and the spare row keep their values.
+    for (i, (g, o)) in got.iter().zip(&y0).enumerate() {
+        let (r, cc) = (i / stride, i % stride);
+        if r >= rows || !(col..col + n).contains(&cc) {
+            assert_eq!(
+                g.to_bits(),
+                o.to_bits(),
+                "{what}: y[{r}][{cc}] outside the output was written"
+            );
+        }
+    }
+    w.chunks.len()
+}
+
+const FLAGS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+const ROWS: [u32; 5] = [1, 3, 17, 64, 100];
+
+/// Every batch size of ROWS over the given (type, K, N) shapes, cycling the flags and a
+/// column offset.
+fn sweep(gpu: &Gpu, shapes: &[(GgmlType, u32, u32)], seed: u64) {
+    let mut rng = Rng::new(seed);
+    for cfg in paths(gpu) {
+        let mut idx = 0;
+        for &(ty, k, n) in shapes {
+            for rows in ROWS {
+                let (bias, accumulate) = FLAGS[idx % 4];
+                let col = [0, 24, 7][idx % 3];
+                idx += 1;
+                let c = Case {
+                    ty,
+                    n,
+                    k,
+                    rows,
+                    col,
+                    bias,
+                    accumulate,
+                };
+                check(gpu, &cfg, c, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_f16_shapes() {
+    // K = 896 (the 0.5B hidden size), 100 (a partial 4-wide quad and a partial K step),
+    // 1000 (a tail after many steps), 4870 (an FFN-sized K with a tail); N = 130 and 37
+    // leave partial output tiles.
+    let gpu = gpu(None);
+    let shapes = [
+        (GgmlType::F16, 896, 130),
+        (GgmlType::F16, 100, 37),
+        (GgmlType::F16, 1000, 70),
+        (GgmlType::F16, 4870, 24),
+    ];
+    sweep(&gpu, &shapes, 21);
+}
+
+#[test]
+fn gemm_f32_shapes() {
+    // BF16 is widened to F32 at upload, so it takes this path too.
+    let gpu = gpu(None);
+    let shapes = [
+        (GgmlType::F32, 160, 130),
+        (GgmlType::F32, 7, 37),
+        (GgmlType::BF16, 366, 70),
+    ];
+    sweep(&gpu, &shapes, 22);
+}
+
+#[test]
+fn gemm_q8_0_shapes() {
+    // Q8_0 rows are whole 32-element blocks: K = 160 is 5 blocks (the coop path stages
+    // one block per step), 896 and 4864 are the 0.5B hidden and FFN sizes.
+    let gpu = gpu(None);
+    let shapes = [
+        (GgmlType::Q8_0, 896, 130),
+        (GgmlType::Q8_0, 160, 37),
+        (GgmlType::Q8_0, 4864, 24),
+    ];
+    sweep(&gpu, &shapes, 23);
+}
+
+#[test]
+fn gemm_split_bindings() {
+    // A 128 KiB binding limit splits 600-row matrices into 3 to 12 chunks, none aligned
+    // to the output tile; each dispatch writes its outputs at col + first_row and reads
+    // its bias there. (x and y must still fit one binding each: 50 x 608 floats.)
+    let gpu = gpu(Some(128 << 10));
+    let mut rng = Rng::new(24);
+    for cfg in paths(&gpu) {
+        for (ty, k) in [
+            (GgmlType::F16, 600),
+            (GgmlType::F32, 600),
+            (GgmlType::Q8_0, 608),
+        ] {
+            for (rows, (bias, accumulate), col) in [(50, FLAGS[3], 3), (17, FLAGS[1], 0)] {
+                let c = Case {
+                    ty,
+                    n: 600,
+                    k,
+                    rows,
+                    col,
+                    bias,
+                    accumulate,
+                };
+                let chunks = check(&gpu, &cfg, c, &mut rng);
+                assert!(chunks >= 3, "{c:?}: expected a split matrix, got {chunks}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_swiglu_on_interleaved_gate_up() {
+    // Gate and up interleaved by GpuMatrix::upload_interleaved: the GEMM writes
+    // silu(x . gate) * (x . up). ffn = 90 gives 180 rows, a partial output tile; the
+    // 16 KiB limit splits the matrix between (gate, up) pairs.
+    for (ty, k, max_binding) in [
+        (GgmlType::F16, 100, None),
+        (GgmlType::F16, 64, Some(16 << 10)),
+        (GgmlType::Q8_0, 160, Some(16 << 10)),
+        (GgmlType::F32, 36, None),
+    ] {
+        let gpu = gpu(max_binding);
+        let mut rng = Rng::new(25);
+        let ffn = 90usize;
+        let kk = k as usize;
+        let gate = rand_vec(&mut rng, ffn * kk, 1.0);
+        let up = rand_vec(&mut rng, ffn * kk, 1.0);
+        let bytes = |d: &[f32]| match ty {
+            GgmlType::Q8_0 => dequant::quantize_q8_0(d),
+            GgmlType::F32 => dequant::f32_to_bytes(d),
+            _ => dequant::f32_to_f16_bytes(d),
+        };
+        let mut wr = GgufWriter::new();
+        wr.add_tensor("gate", ty, &[k as u64, ffn as u64], bytes(&gate));
+        wr.add_tensor("up", ty, &[k as u64, ffn as u64], bytes(&up));
+        let file = GgufFile::from_bytes(wr.to_bytes()).unwrap();
+        let (gi, ui) = (
+            file.require_tensor("gate").unwrap(),
+            file.require_tensor("up").unwrap(),
+        );
+        let deq = |t| dequant::to_f32(ty, file.tensor_data(t), ffn * kk).unwrap();
+        let (gd, ud) = (deq(gi), deq(ui));
+        let w = GpuMatrix::upload_interleaved(&gpu, &file, &[gi, ui], "gate_up").unwrap();
+        if max_binding.is_some() {
+            assert!(w.chunks.len() > 1, "{ty:?}: expected a split");
+        }
+        let dummy = storage_buffer(&gpu, "dummy", 16);
+        for cfg in paths(&gpu) {
+            for rows in [1usize, 17, 64, 100] {
+                if max_binding.is_some() && rows > 17 {
+                    continue; // x and act must fit the small binding limit
+                }
+                let what = format!("{ty:?} k={k} rows={rows} {:?}", cfg.path);
+                let x = Activation::new(&gpu, "x", rows as u32 + 1, k).unwrap();
+                let act = Activation::new(&gpu, "act", rows as u32 + 1, ffn as u32).unwrap();
+                let xs = rand_vec(&mut rng, rows * kk, 1.0);
+                write_rows(&gpu, &x, &xs, f32::NAN);
+                poison(&gpu, &act.buf);
+                let state = state_buffer(&gpu, 0, rows as u32, 0);
+                let ds = linear_swiglu(&gpu, &cfg, &state, &w, &x, &act, &dummy).unwrap();
+                run(&gpu, ds, rows as u32);
+                let got = read_f32(&gpu, &act.buf);
+                let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
+                for m in 0..rows {
+                    for j in 0..ffn {
+                        let dot = |wd: &[f32]| {
+                            (0..kk)
+                                .map(|i| wd[j * kk + i] as f64 * xs[m * kk + i] as f64)
+                                .sum::<f64>()
+                        };
+                        let abs = |wd: &[f32]| {
+                            (0..kk)
+                                .map(|i| (wd[j * kk + i] as f64 * xs[m * kk + i] as f64).abs())
+                                .sum::<f64>()
+                        };
+                        let (g, u) = (dot(&gd), dot(&ud));
+                        let silu = g / (1.0 + (-g).exp());
+                        want.push(silu * u);
+                        // |d(silu(g) u)| <= |u| |dg| (silu' is within [-0.1, 1.1]) + |silu| |du|
+                        abs_sum.push(1.1 * u.abs() * abs(&gd) + silu.abs() * abs(&ud));
+                    }
+                }
+                check_close(&what, &cfg, &unpad(&act, &got, rows), &want, &abs_sum, k);
+                assert_poisoned(
+                    &format!("{what} spare row"),
+                    &got[rows * act.stride as usize..],
+                );
+                for r in 0..rows {
+                    let pad = &got[r * act.stride as usize + ffn..(r + 1) * act.stride as usize];
+                    assert_poisoned(&format!("{what} row {r} padding"), pad);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_one_plan_serves_any_batch() {
+    // Dispatches built once (as the prefill plan is) follow the step state's row count:
+    // a batch of 100 after one of 3, then 3 again, each writing exactly its rows.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(26);
+    let (n, k) = (70usize, 96usize);
+    for cfg in paths(&gpu) {
+        let (w, deq) = matrix(
+            &gpu,
+            GgmlType::Q8_0,
+            n as u32,
+            k as u32,
+            &rand_vec(&mut rng, n * k, 1.0),
+        );
+        let x = Activation::new(&gpu, "x", 100, k as u32).unwrap();
+        let y = Activation::new(&gpu, "y", 100, n as u32).unwrap();
+        let xs = rand_vec(&mut rng, 100 * k, 1.0);
+        write_rows(&gpu, &x, &xs, f32::NAN);
+        let dummy = storage_buffer(&gpu, "dummy", 16);
+        let state = storage_buffer(&gpu, "state", 16);
+        let mut plan = Plan::default();
+        for d in linear(&gpu, &cfg, &state, &w, &x, (&y, 0), None, false, &dummy).unwrap() {
+            plan.push(d);
+        }
+        for rows in [3usize, 100, 3] {
+            write_u32(&gpu, &state, &[0, rows as u32, 0, 0]);
+            poison(&gpu, &y.buf);
+            run_plan(&gpu, &plan, rows as u32, 1);
+            let got = read_f32(&gpu, &y.buf);
+            let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
+            for m in 0..rows {
+                for j in 0..n {
+                    let terms = (0..k).map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64);
+                    want.push(terms.clone().sum());
+                    abs_sum.push(terms.map(f64::abs).sum());
+                }
+            }
+            let what = format!("rows={rows} {:?}", cfg.path);
+            check_close(
+                &what,
+                &cfg,
+                &unpad(&y, &got, rows),
+                &want,
+                &abs_sum,
+                k as u32,
+            );
+            assert_poisoned(&what, &got[rows * y.stride as usize..]);
+        }
+    }
+}
+
+#[test]
+fn gemm_rejects_bad_shapes_and_paths() {
+    let gpu = gpu(None);
+    let mut rng = Rng::new(27);
+    let cfg = GemmConfig::new(&gpu, GemmPath::Portable).unwrap();
+    let (w, _) = matrix(
+        &gpu,
+        GgmlType::F16,
+        40,
+        64,
+        &rand_vec(&mut rng, 40 * 64, 1.0),
+    );
+    let dummy = storage_buffer(&gpu, "dummy", 16);
+    let state = state_buffer(&gpu, 0, 1, 0);
+    let x = Activation::new(&gpu, "x", 1, 64).unwrap();
+    let x_wrong = Activation::new(&gpu, "x", 1, 63).unwrap();
+    let y = Activation::new(&gpu, "y", 1, 50).unwrap();
+    assert!(linear(
+        &gpu,
+        &cfg,
+        &state,
+        &w,
+        &x_wrong,
+        (&y, 0),
+        None,
+        false,
+        &dummy
+    )
+    .is_err());
+    assert!(linear(&gpu, &cfg, &state, &w, &x, (&y, 11), None, false, &dummy).is_err());
+    assert!(linear(&gpu, &cfg, &state, &w, &x, (&y, 10), None, false, &dummy).is_ok());
+    // 40 rows make 20 SwiGLU pairs, not 25.
+    let act = Activation::new(&gpu, "act", 1, 25).unwrap();
+    assert!(linear_swiglu(&gpu, &cfg, &state, &w, &x, &act, &dummy).is_err());
+    if !gpu.coop_matrix_f16 {
+        let err = GemmConfig::new(&gpu, GemmPath::Coop)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cooperative"), "{err}");
+        assert_eq!(GemmConfig::auto(&gpu).path, GemmPath::Portable);
+    }
+}
+
+#[test]
+fn gemm_path_from_env() {
+    // No other test reads METALLIC_GEMM, so setting it here cannot race with them.
+    let gpu = gpu(None);
+    let with = |v: Option<&str>| {
+        match v {
+            Some(v) => std::env::set_var("METALLIC_GEMM", v),
+            None => std::env::remove_var("METALLIC_GEMM"),
+        }
+        let r = GemmConfig::from_env(&gpu);
+        std::env::remove_var("METALLIC_GEMM");
+        r
+    };
+    assert_eq!(with(None).unwrap(), GemmConfig::auto(&gpu));
+    assert_eq!(with(Some("auto")).unwrap(), GemmConfig::auto(&gpu));
+    assert_eq!(with(Some("portable")).unwrap().path, GemmPath::Portable);
+    assert!(with(Some("fast")).is_err());
+    match with(Some("coop")) {
+        Ok(cfg) => assert!(gpu.coop_matrix_f16 && cfg.path == GemmPath::Coop),
+        Err(e) => assert!(!gpu.coop_matrix_f16 && e.to_string().contains("cooperative")),
+    }
+}
