@@ -20,15 +20,10 @@ struct AttnParams {
 
 const TILE: u32 = 256u;
 
-@group(0) @binding(0) var<uniform> p: AttnParams;
-@group(0) @binding(1) var<storage, read> state: StepState;
-@group(0) @binding(2) var<storage, read> q: array<f32>;           // (rows, q_stride), rotated
-@group(0) @binding(3) var<storage, read> k_cache: array<f32>;     // (n_kv_heads, head_dim, ctx)
-@group(0) @binding(4) var<storage, read> v_cache: array<f32>;     // (n_kv_heads, ctx, head_dim)
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (rows, out_stride)
+@group(0) @binding(0) var<uniform> p_old: AttnParams;
 
-var<workgroup> q_tile: array<f32, 256>;
-var<workgroup> probs: array<f32, TILE>;
+var<workgroup> old_q_tile: array<f32, 256>;
+var<workgroup> old_probs: array<f32, TILE>;
 var<workgroup> group_acc: array<f32, TILE>;
 var<workgroup> start_pos: u32;
 
@@ -42,8 +37,8 @@ fn attention(
 ) {
     let h = wg.x;
     let m = wg.y;
-    let kvh = h / (p.n_heads / p.n_kv_heads);
-    let hd = p.head_dim;
+    let kvh = h / (p_old.n_heads / p_old.n_kv_heads);
+    let hd = p_old.head_dim;
     let groups = TILE / hd;
     let group = lid / hd;  // >= groups: idle in the V sum
     let dim = lid % hd;
@@ -51,12 +46,12 @@ fn attention(
         start_pos = state.pos;
     }
     if (lid < hd) {
-        q_tile[lid] = q[m * p.q_stride + h * hd + lid];
+        old_q_tile[lid] = q[m * p_old.q_stride + h * hd + lid];
     }
     // The loop below holds barriers, so its bound must be provably uniform.
     let n_keys = workgroupUniformLoad(&start_pos) + m + 1u;
-    let k_base = kvh * hd * p.ctx;
-    let v_base = kvh * p.ctx * hd;
+    let k_base = kvh * hd * p_old.ctx;
+    let v_base = kvh * p_old.ctx * hd;
 
     var run_max = -3.0e38;
     var run_sum = 0.0;
@@ -74,19 +69,19 @@ fn attention(
             var s3 = 0.0;
             var d = 0u;
             for (; d + 4u <= hd; d += 4u) {
-                let k0 = k_cache[kt + d * p.ctx];
-                let k1 = k_cache[kt + (d + 1u) * p.ctx];
-                let k2 = k_cache[kt + (d + 2u) * p.ctx];
-                let k3 = k_cache[kt + (d + 3u) * p.ctx];
-                s0 += q_tile[d] * k0;
-                s1 += q_tile[d + 1u] * k1;
-                s2 += q_tile[d + 2u] * k2;
-                s3 += q_tile[d + 3u] * k3;
+                let k0 = k_cache[kt + d * p_old.ctx];
+                let k1 = k_cache[kt + (d + 1u) * p_old.ctx];
+                let k2 = k_cache[kt + (d + 2u) * p_old.ctx];
+                let k3 = k_cache[kt + (d + 3u) * p_old.ctx];
+                s0 += old_q_tile[d] * k0;
+                s1 += old_q_tile[d + 1u] * k1;
+                s2 += old_q_tile[d + 2u] * k2;
+                s3 += old_q_tile[d + 3u] * k3;
             }
             for (; d < hd; d++) {
-                s0 += q_tile[d] * k_cache[kt + d * p.ctx];
+                s0 += old_q_tile[d] * k_cache[kt + d * p_old.ctx];
             }
-            score = ((s0 + s1) + (s2 + s3)) * p.scale;
+            score = ((s0 + s1) + (s2 + s3)) * p_old.scale;
         }
         let new_max = max(run_max, workgroup_max(score, sg_id, n_sg, lane));
         let correction = exp(run_max - new_max);
@@ -94,7 +89,7 @@ fn attention(
         if (t < n_keys) {
             prob = exp(score - new_max);
         }
-        probs[lid] = prob;
+        old_probs[lid] = prob;
         run_sum = run_sum * correction + workgroup_sum(prob, sg_id, n_sg, lane);
         acc *= correction;
         if (group < groups) {
@@ -105,11 +100,11 @@ fn attention(
             for (; j + groups < count; j += 2u * groups) {
                 let v0 = v_cache[vb + j * hd];
                 let v1 = v_cache[vb + (j + groups) * hd];
-                acc += probs[j] * v0;
-                a1 += probs[j + groups] * v1;
+                acc += old_probs[j] * v0;
+                a1 += old_probs[j + groups] * v1;
             }
             if (j < count) {
-                acc += probs[j] * v_cache[vb + j * hd];
+                acc += old_probs[j] * v_cache[vb + j * hd];
             }
             acc += a1;
         }
@@ -123,6 +118,6 @@ fn attention(
         for (var g = 0u; g < groups; g++) {
             total += group_acc[g * hd + lid];
         }
-        out[m * p.out_stride + h * hd + lid] = total / run_sum;
+        out[m * p_old.out_stride + h * hd + lid] = total / run_sum;
     }
 }
