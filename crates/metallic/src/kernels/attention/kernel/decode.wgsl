@@ -38,7 +38,7 @@ struct DecodeParams {
     _pad2: u32,
 }
 
-@group(0) @binding(7) var<uniform> dp: DecodeParams;
+@group(0) @binding(0) var<uniform> dp: DecodeParams;
 @group(0) @binding(2) var<storage, read> q: array<f32>;              // row 0: (n_heads, head_dim), rotated
 @group(0) @binding(4) var<storage, read> v_cache: array<f32>;        // (n_kv_heads, ctx, head_dim)
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;      // row 0: (n_heads, head_dim)
@@ -151,8 +151,23 @@ fn decode_partial(
         var sa = vec4<f32>(0.0);
         var sb = vec4<f32>(0.0);
         if (live) {
+            // Dims part, part + DP, ...: four loads in flight per step (each is its own
+            // cache line, stride ctx), so a step waits on memory once, not four times.
             let kt = k_base + t;
-            for (var d = part; d < HEAD_DIM; d += DP) {
+            var i = 0u;
+            for (; i + 4u <= HEAD_DIM / DP; i += 4u) {
+                let d = part + i * DP;
+                let k0 = k_cache[kt + d * dp.ctx];
+                let k1 = k_cache[kt + (d + DP) * dp.ctx];
+                let k2 = k_cache[kt + (d + 2u * DP) * dp.ctx];
+                let k3 = k_cache[kt + (d + 3u * DP) * dp.ctx];
+                sa += q_sh[2u * d] * k0 + q_sh[2u * (d + DP)] * k1
+                    + q_sh[2u * (d + 2u * DP)] * k2 + q_sh[2u * (d + 3u * DP)] * k3;
+                sb += q_sh[2u * d + 1u] * k0 + q_sh[2u * (d + DP) + 1u] * k1
+                    + q_sh[2u * (d + 2u * DP) + 1u] * k2 + q_sh[2u * (d + 3u * DP) + 1u] * k3;
+            }
+            for (; i < HEAD_DIM / DP; i++) {
+                let d = part + i * DP;
                 let k = k_cache[kt + d * dp.ctx];
                 sa += q_sh[2u * d] * k;
                 sb += q_sh[2u * d + 1u] * k;
@@ -190,18 +205,23 @@ fn decode_partial(
         if (slot < n_slots) {
             let count = min(KT, end - t0);
             let vb = v_base + t0 * HEAD_DIM + vd;
-            // Two keys per step, two chains: the loads of a step are independent.
+            // Four keys per step: four loads in flight, two accumulator chains.
             var acc2 = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
             var j = slot;
-            for (; j + n_slots < count; j += 2u * n_slots) {
+            for (; j + 3u * n_slots < count; j += 4u * n_slots) {
+                let j1 = j + n_slots;
+                let j2 = j + 2u * n_slots;
+                let j3 = j + 3u * n_slots;
                 let v0 = v_cache[vb + j * HEAD_DIM];
-                let v1 = v_cache[vb + (j + n_slots) * HEAD_DIM];
-                acc.a += probs[2u * j] * v0;
-                acc.b += probs[2u * j + 1u] * v0;
-                acc2.a += probs[2u * (j + n_slots)] * v1;
-                acc2.b += probs[2u * (j + n_slots) + 1u] * v1;
+                let v1 = v_cache[vb + j1 * HEAD_DIM];
+                let v2 = v_cache[vb + j2 * HEAD_DIM];
+                let v3 = v_cache[vb + j3 * HEAD_DIM];
+                acc.a += probs[2u * j] * v0 + probs[2u * j1] * v1;
+                acc.b += probs[2u * j + 1u] * v0 + probs[2u * j1 + 1u] * v1;
+                acc2.a += probs[2u * j2] * v2 + probs[2u * j3] * v3;
+                acc2.b += probs[2u * j2 + 1u] * v2 + probs[2u * j3 + 1u] * v3;
             }
-            if (j < count) {
+            for (; j < count; j += n_slots) {
                 let v0 = v_cache[vb + j * HEAD_DIM];
                 acc.a += probs[2u * j] * v0;
                 acc.b += probs[2u * j + 1u] * v0;
@@ -284,9 +304,24 @@ fn decode_combine(
     var a = 0.0;
     if (part < n_parts) {
         let src = h * base + d;
-        for (var s = part; s < n_live; s += n_parts) {
+        // Four chunks per step: four loads in flight.
+        var a2 = 0.0;
+        var s = part;
+        for (; s + 3u * n_parts < n_live; s += 4u * n_parts) {
+            let s1 = s + n_parts;
+            let s2 = s + 2u * n_parts;
+            let s3 = s + 3u * n_parts;
+            let x0 = partials[src + s * HEAD_DIM];
+            let x1 = partials[src + s1 * HEAD_DIM];
+            let x2 = partials[src + s2 * HEAD_DIM];
+            let x3 = partials[src + s3 * HEAD_DIM];
+            a += chunk_weight[s] * x0 + chunk_weight[s1] * x1;
+            a2 += chunk_weight[s2] * x2 + chunk_weight[s3] * x3;
+        }
+        for (; s < n_live; s += n_parts) {
             a += chunk_weight[s] * partials[src + s * HEAD_DIM];
         }
+        a += a2;
     }
     dim_sums[lid] = a;
     workgroupBarrier();

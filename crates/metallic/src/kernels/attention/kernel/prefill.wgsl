@@ -56,6 +56,8 @@ fn prefill(
     let bk4 = BK / 4u;
     let n_threads = bq4 * TX;
     let nc = (hd4 + TX - 1u) / TX;
+    let k_steps = (HEAD_DIM * bk4 + n_threads - 1u) / n_threads;
+    let v_steps = (BK * hd4 + n_threads - 1u) / n_threads;
     let h = wg.x;
     let m0 = wg.y * BQ;
     // Read-only storage is uniform, so the loop bounds below may hold barriers.
@@ -97,7 +99,13 @@ fn prefill(
     for (var t0 = 0u; t0 < n_keys; t0 += BK) {
         let n_valid = min(BK, n_keys - t0);
         // K tile, transposed as in the cache; keys past the last row's limit read 0.
-        for (var i = lid; i < HEAD_DIM * bk4; i += n_threads) {
+        // Loops over a constant trip count, so the compiler can unroll them and keep
+        // all of a thread's loads in flight.
+        for (var r = 0u; r < k_steps; r++) {
+            let i = r * n_threads + lid;
+            if (i >= HEAD_DIM * bk4) {
+                break;
+            }
             let d = i / bk4;
             let t = t0 + 4u * (i % bk4);
             let src = k_base + d * pp.ctx + t;
@@ -142,7 +150,11 @@ fn prefill(
         workgroupBarrier();
 
         // V tile over the dead K tile, while each thread takes its rows' tile max.
-        for (var i = lid; i < BK * hd4; i += n_threads) {
+        for (var r = 0u; r < v_steps; r++) {
+            let i = r * n_threads + lid;
+            if (i >= BK * hd4) {
+                break;
+            }
             let t = t0 + i / hd4;
             var v = vec4<f32>(0.0);
             if (t < n_keys) {
