@@ -178,7 +178,7 @@ pub fn decode(
             (3, b.k_cache.as_entire_binding()),
             (4, b.v_cache.as_entire_binding()),
             (6, scratch.buf.as_entire_binding()),
-            (7, ubuf.as_entire_binding()),
+            (0, ubuf.as_entire_binding()),
         ],
     );
     let blocks = (shape.n_heads / shape.n_kv_heads).div_ceil(HEADS_PER_GROUP);
@@ -190,7 +190,7 @@ pub fn decode(
             (1, b.state.as_entire_binding()),
             (5, b.out.buf.as_entire_binding()),
             (6, scratch.buf.as_entire_binding()),
-            (7, ubuf.as_entire_binding()),
+            (0, ubuf.as_entire_binding()),
         ],
     );
     Ok(vec![
@@ -360,61 +360,4 @@ pub fn prefill_with(
             tile_rows: tiles.bq,
         },
     }])
-}
-
-// ---------------------------------------------------------------------------------
-// The original kernel: one workgroup per (head, row). Kept until the new ones are
-// proven in the model tests.
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub struct AttnParams {
-    pub n_heads: u32,
-    pub n_kv_heads: u32,
-    pub head_dim: u32,
-    pub q_stride: u32,
-    pub out_stride: u32,
-    pub ctx: u32,
-    pub scale: f32,
-    pub _pad: u32,
-}
-
-pub fn attention(
-    gpu: &Gpu,
-    b: &AttentionBindings<'_>,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    ctx: u32,
-) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline("attention", "attention", &[])?;
-    let params = AttnParams {
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        q_stride: b.q.stride,
-        out_stride: b.out.stride,
-        ctx,
-        scale: 1.0 / (head_dim as f32).sqrt(),
-        _pad: 0,
-    };
-    let ubuf = uniform_buffer(gpu, "attention.params", &params);
-    let bind_group = gpu.bind_group(
-        "attention",
-        &pipeline,
-        &[
-            (0, ubuf.as_entire_binding()),
-            (1, b.state.as_entire_binding()),
-            (2, b.q.buf.as_entire_binding()),
-            (3, b.k_cache.as_entire_binding()),
-            (4, b.v_cache.as_entire_binding()),
-            (5, b.out.buf.as_entire_binding()),
-        ],
-    );
-    Ok(Dispatch {
-        label: "attention".into(),
-        pipeline,
-        bind_group,
-        grid: Grid::PerRow(n_heads),
-    })
 }
