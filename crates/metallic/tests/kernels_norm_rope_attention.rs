@@ -1,10 +1,10 @@
-//! RMSNorm, RoPE + KV-cache append, and causal attention against f64 CPU references.
+//! RMSNorm and RoPE + KV-cache append against f64 CPU references (attention: see
+//! kernels_attention.rs).
 
 mod common;
 
 use common::*;
 use metallic::gpu::{storage_buffer, Gpu};
-use metallic::kernels::attention::{attention, AttentionBindings, MAX_HEAD_DIM};
 use metallic::kernels::rmsnorm::rmsnorm;
 use metallic::kernels::rope_kv::{rope_kv, RopeKvBindings};
 use metallic::reference;
@@ -296,128 +296,5 @@ fn rope_kv_large_position() {
             theta,
         };
         check_rope(&gpu, &c, &mut rng);
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Attention
-
-/// Causal softmax attention in f64: batch row m at position pos + m sees cache
-/// positions 0..=pos + m. Caches are (n_kv_heads, ctx, head_dim).
-#[allow(clippy::too_many_arguments)]
-fn attention_ref(
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    n_heads: usize,
-    n_kv_heads: usize,
-    hd: usize,
-    ctx: usize,
-    pos: usize,
-    rows: usize,
-) -> Vec<f64> {
-    let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (hd as f64).sqrt();
-    let mut out = Vec::with_capacity(rows * n_heads * hd);
-    for m in 0..rows {
-        let n_keys = pos + m + 1;
-        for h in 0..n_heads {
-            let kvh = h / group;
-            let qh = &q[(m * n_heads + h) * hd..][..hd];
-            let slot = |t: usize| (kvh * ctx + t) * hd;
-            let scores: Vec<f64> = (0..n_keys)
-                .map(|t| {
-                    let kt = &k_cache[slot(t)..slot(t) + hd];
-                    qh.iter()
-                        .zip(kt)
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
-                        * scale
-                })
-                .collect();
-            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let p: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let sum: f64 = p.iter().sum();
-            for d in 0..hd {
-                let acc: f64 = (0..n_keys)
-                    .map(|t| p[t] * v_cache[slot(t) + d] as f64)
-                    .sum();
-                out.push(acc / sum);
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn attention_causal_gqa_and_mha() {
-    let gpu = gpu(None);
-    let mut rng = Rng::new(41);
-    assert_eq!(MAX_HEAD_DIM, 256);
-    for (n_heads, n_kv_heads) in [(4usize, 2usize), (4, 4)] {
-        for hd in [64usize, 128, 256] {
-            // Key counts 1..3, 127..129, 128..130, 201..203, 255..257 and 256: within,
-            // at and across the 256-wide tile boundaries (one, two and three tiles).
-            for (pos, rows) in [
-                (0usize, 1usize),
-                (0, 3),
-                (126, 3),
-                (127, 1),
-                (127, 3),
-                (200, 3),
-                (254, 3),
-                (255, 1),
-                (510, 3),
-            ] {
-                let what =
-                    format!("attention heads={n_heads}/{n_kv_heads} hd={hd} pos={pos} rows={rows}");
-                let ctx = 520;
-                let q_dim = (n_heads * hd) as u32;
-                let q = Activation::new(&gpu, "q", rows as u32 + 1, q_dim).unwrap();
-                let out = Activation::new(&gpu, "out", rows as u32 + 1, q_dim).unwrap();
-                // q scaled up so the softmax is far from uniform.
-                let qs = rand_vec(&mut rng, rows * n_heads * hd, 4.0);
-                write_rows(&gpu, &q, &qs, 0.0);
-                // Positions past the last batch row's hold NaN: a kernel that lets a
-                // future (or stale) slot leak into the result fails.
-                let visible = pos + rows;
-                let mut kc = vec![f32::from_bits(POISON); n_kv_heads * ctx * hd];
-                let mut vc = kc.clone();
-                for kvh in 0..n_kv_heads {
-                    let s = kvh * ctx * hd;
-                    kc[s..s + visible * hd].copy_from_slice(&rand_vec(&mut rng, visible * hd, 1.0));
-                    vc[s..s + visible * hd].copy_from_slice(&rand_vec(&mut rng, visible * hd, 1.0));
-                }
-                let k_cache =
-                    f32_buffer(&gpu, "k_cache", &k_cache_to_gpu(&kc, n_kv_heads, hd, ctx));
-                let v_cache = f32_buffer(&gpu, "v_cache", &vc);
-                poison(&gpu, &out.buf);
-                let state = state_buffer(&gpu, pos as u32, rows as u32, 0);
-                let b = AttentionBindings {
-                    state: &state,
-                    q: &q,
-                    k_cache: &k_cache,
-                    v_cache: &v_cache,
-                    out: &out,
-                };
-                let d = attention(
-                    &gpu,
-                    &b,
-                    n_heads as u32,
-                    n_kv_heads as u32,
-                    hd as u32,
-                    ctx as u32,
-                )
-                .unwrap();
-                run(&gpu, vec![d], rows as u32);
-                let got = read_f32(&gpu, &out.buf);
-                let want = attention_ref(&qs, &kc, &vc, n_heads, n_kv_heads, hd, ctx, pos, rows);
-                assert_close(&what, &unpad(&out, &got, rows), &want, 1e-4);
-                assert_poisoned(
-                    &format!("{what}: spare row"),
-                    &got[rows * out.stride as usize..],
-                );
-            }
-        }
     }
 }

@@ -7,15 +7,7 @@ use crate::kernels::matmul_gemv::GemvConfig;
 use crate::kernels::{attention, elementwise, embedding, matmul_gemv, rmsnorm, rope_kv, sampling};
 use crate::tensor::{Activation, GpuMatrix};
 
-/// The attention geometry a layer's kernels need.
-#[derive(Clone, Copy, Debug)]
-pub struct AttnShape {
-    pub n_heads: u32,
-    pub n_kv_heads: u32,
-    pub head_dim: u32,
-    /// KV-cache capacity in positions.
-    pub ctx: u32,
-}
+pub use crate::kernels::attention::{AttnShape, DecodeScratch};
 
 /// Records dispatches against buffers that live as long as the engine.
 pub struct Builder<'a> {
@@ -161,6 +153,9 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Causal attention for any batch (row m at `pos + m`): the flash prefill kernel,
+    /// one dispatch. The plan shared by prefill and decode uses it; a decode-only plan
+    /// should use [`Builder::attention_decode`].
     pub fn attention(
         &self,
         plan: &mut Plan,
@@ -169,22 +164,58 @@ impl Builder<'_> {
         cache: &KvCacheLayer,
         out: &Activation,
     ) -> Result<()> {
-        let b = attention::AttentionBindings {
+        self.attention_prefill(plan, shape, q, cache, out)
+    }
+
+    /// Causal flash attention over `n_rows` rows (prefill chunks): one dispatch,
+    /// grid (n_heads, ceil(rows / BQ)).
+    pub fn attention_prefill(
+        &self,
+        plan: &mut Plan,
+        shape: AttnShape,
+        q: &Activation,
+        cache: &KvCacheLayer,
+        out: &Activation,
+    ) -> Result<()> {
+        let b = self.attention_bindings(q, cache, out);
+        for d in attention::prefill(self.gpu, &b, &shape)? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// Attention of one row at `state.pos` (decode steps, `n_rows` = 1), split over
+    /// positions: two dispatches with grids fixed by `shape.ctx`. `scratch` (from
+    /// `DecodeScratch::new(gpu, &shape)`) can be shared by every layer.
+    pub fn attention_decode(
+        &self,
+        plan: &mut Plan,
+        shape: AttnShape,
+        q: &Activation,
+        cache: &KvCacheLayer,
+        out: &Activation,
+        scratch: &DecodeScratch,
+    ) -> Result<()> {
+        let b = self.attention_bindings(q, cache, out);
+        for d in attention::decode(self.gpu, &b, &shape, scratch)? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    fn attention_bindings<'b>(
+        &'b self,
+        q: &'b Activation,
+        cache: &'b KvCacheLayer,
+        out: &'b Activation,
+    ) -> attention::AttentionBindings<'b> {
+        attention::AttentionBindings {
             state: self.state,
             q,
             k_cache: &cache.k,
             v_cache: &cache.v,
             out,
-        };
-        plan.push(attention::attention(
-            self.gpu,
-            &b,
-            shape.n_heads,
-            shape.n_kv_heads,
-            shape.head_dim,
-            shape.ctx,
-        )?);
-        Ok(())
+        }
     }
 
     pub fn swiglu(

@@ -3,7 +3,7 @@
 use metallic_gguf::GgufFile;
 
 use crate::error::{Error, Result};
-use crate::kernels::attention::MAX_HEAD_DIM;
+use crate::kernels::attention::{supports_head_dim, MAX_HEAD_DIM};
 use crate::model::tensor_names as names;
 
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["qwen2"];
@@ -68,9 +68,9 @@ impl ModelConfig {
                 )))
             }
         };
-        if head_dim == 0 || head_dim % 2 != 0 || head_dim > MAX_HEAD_DIM {
+        if !supports_head_dim(head_dim) {
             return Err(bad(&format!(
-                "head dimension {head_dim} unsupported (even, at most {MAX_HEAD_DIM})"
+                "head dimension {head_dim} unsupported (a multiple of 4, at most {MAX_HEAD_DIM})"
             )));
         }
         if let Some(rope_dims) = file.get_u32(&key("rope.dimension_count"))? {

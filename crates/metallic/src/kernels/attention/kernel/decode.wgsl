@@ -1,0 +1,335 @@
+// Decode attention (one query row, at position state.pos), split over positions:
+// flash-decoding in two dispatches.
+//
+// Why this shape:
+// - A decode step has one query row, so one workgroup per head leaves most of the GPU
+//   idle and the step is pure latency. Splitting the keys 0..=pos into chunks gives
+//   (kv heads x chunks) workgroups in flight, each walking at most a few key tiles.
+// - The grid is fixed when the plan is built (pos lives on the GPU), so the chunk
+//   length is derived from pos inside the kernel: the keys are cut into at most
+//   n_splits chunks of a multiple of KT keys, as long as needed to cover pos + 1 keys
+//   with n_splits workgroups. Short contexts use a few workgroups of one tile each;
+//   long ones use all n_splits. Workgroups past the last chunk return at once.
+// - One workgroup serves up to HB = 8 query heads of one kv head (two vec4 lanes of
+//   heads), so each K and V element is loaded once per GQA group, not once per head.
+// - Scores are computed by KT keys x DP dim parts: the K cache is transposed, so the
+//   threads of a part read consecutive keys (contiguous loads), and each thread's serial
+//   chain is head_dim / DP long, not head_dim. The parts are summed in workgroup memory.
+// - Pass 2 (`decode_combine`) merges the chunks' (max, sum, acc) per head. It is a
+//   second dispatch, not a "last workgroup combines" counter: WGSL has no
+//   cross-workgroup acquire/release, so reading other workgroups' partials within one
+//   dispatch would rely on behaviour the language does not promise. The merge order
+//   is fixed, so results are deterministic.
+
+const DEC_WG: u32 = 256u;
+const KT: u32 = 64u;       // keys per tile; chunk lengths are multiples of it
+const DP: u32 = 4u;        // dim parts per key: KT * DP = DEC_WG
+const HB: u32 = 8u;        // query heads per workgroup
+const MAX_SPLITS: u32 = 256u;
+
+struct DecodeParams {
+    n_heads: u32,
+    n_kv_heads: u32,
+    ctx: u32,        // cache capacity (positions)
+    n_splits: u32,   // chunks per head at most (grid x), <= MAX_SPLITS
+    scale: f32,      // log2(e) / sqrt(head_dim)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> dp: DecodeParams;
+@group(0) @binding(2) var<storage, read> q: array<f32>;              // row 0: (n_heads, head_dim), rotated
+@group(0) @binding(4) var<storage, read> v_cache: array<f32>;        // (n_kv_heads, ctx, head_dim)
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;      // row 0: (n_heads, head_dim)
+// Per (head, chunk): acc (n_heads, n_splits, head_dim), unnormalised, relative to the
+// chunk max; then (max, sum) pairs (n_heads, n_splits, 2).
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+
+// The keys pos + 1 are cut into chunks of this many (the same in both passes).
+fn chunk_len(n_keys: u32) -> u32 {
+    let per = (n_keys + dp.n_splits - 1u) / dp.n_splits;
+    return max(KT, (per + KT - 1u) / KT * KT);
+}
+
+// Eight heads as two vec4 lanes.
+struct Heads {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+var<workgroup> q_sh: array<vec4<f32>, 2u * HEAD_DIM>;   // [d][lane]: scaled q of the 8 heads
+var<workgroup> parts: array<vec4<f32>, 2u * DEC_WG>;    // [part][key][lane] scores; then V sums
+var<workgroup> probs: array<vec4<f32>, 2u * KT>;        // [key][lane]
+var<workgroup> head_slots: array<vec4<f32>, 128>;       // [subgroup][lane], 64 subgroups
+
+fn heads_max(v: Heads, sg_id: u32, n_sg: u32, lane: u32) -> Heads {
+    let a = subgroupMax(v.a);
+    let b = subgroupMax(v.b);
+    if (lane == 0u) {
+        head_slots[2u * sg_id] = a;
+        head_slots[2u * sg_id + 1u] = b;
+    }
+    workgroupBarrier();
+    var r = Heads(head_slots[0], head_slots[1]);
+    for (var i = 1u; i < n_sg; i++) {
+        r.a = max(r.a, head_slots[2u * i]);
+        r.b = max(r.b, head_slots[2u * i + 1u]);
+    }
+    workgroupBarrier();
+    return r;
+}
+
+fn heads_sum(v: Heads, sg_id: u32, n_sg: u32, lane: u32) -> Heads {
+    let a = subgroupAdd(v.a);
+    let b = subgroupAdd(v.b);
+    if (lane == 0u) {
+        head_slots[2u * sg_id] = a;
+        head_slots[2u * sg_id + 1u] = b;
+    }
+    workgroupBarrier();
+    var r = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var i = 0u; i < n_sg; i++) {
+        r.a += head_slots[2u * i];
+        r.b += head_slots[2u * i + 1u];
+    }
+    workgroupBarrier();
+    return r;
+}
+
+// Workgroup (chunk, kv head x head block): softmax statistics and the unnormalised
+// V sum of its chunk, for each of its query heads.
+@compute @workgroup_size(DEC_WG)
+fn decode_partial(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let split = wg.x;
+    let group = dp.n_heads / dp.n_kv_heads;
+    let n_blocks = (group + HB - 1u) / HB;
+    let kvh = wg.y / n_blocks;
+    let h0 = kvh * group + (wg.y % n_blocks) * HB;
+    let nh = min(HB, (kvh + 1u) * group - h0);
+    // Read-only storage is uniform, so the loop bounds below may hold barriers.
+    let n_keys = state.pos + 1u;
+    let len = chunk_len(n_keys);
+    let start = split * len;
+    if (start >= n_keys) {
+        return;
+    }
+    let end = min(start + len, n_keys);
+
+    for (var i = lid; i < HB * HEAD_DIM; i += DEC_WG) {
+        let g = i / HEAD_DIM;
+        let d = i % HEAD_DIM;
+        var v = 0.0;
+        if (g < nh) {
+            v = q[(h0 + g) * HEAD_DIM + d] * dp.scale;
+        }
+        q_sh[2u * d + g / 4u][g % 4u] = v;
+    }
+    workgroupBarrier();
+
+    let key = lid % KT;
+    let part = lid / KT;
+    let k_base = kvh * HEAD_DIM * dp.ctx;
+    let v_base = kvh * dp.ctx * HEAD_DIM;
+    // V sum: thread (slot, dim); slot takes every n_slots-th key of the tile.
+    let vd = lid % HEAD_DIM;
+    let slot = lid / HEAD_DIM;
+    let n_slots = DEC_WG / HEAD_DIM;
+
+    var m_run = Heads(vec4<f32>(NEG), vec4<f32>(NEG));
+    var l_run = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+    var acc = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var t0 = start; t0 < end; t0 += KT) {
+        let t = t0 + key;
+        let live = t < end;
+        var sa = vec4<f32>(0.0);
+        var sb = vec4<f32>(0.0);
+        if (live) {
+            // Dims part, part + DP, ...: four loads in flight per step (each is its own
+            // cache line, stride ctx), so a step waits on memory once, not four times.
+            let kt = k_base + t;
+            var i = 0u;
+            for (; i + 4u <= HEAD_DIM / DP; i += 4u) {
+                let d = part + i * DP;
+                let k0 = k_cache[kt + d * dp.ctx];
+                let k1 = k_cache[kt + (d + DP) * dp.ctx];
+                let k2 = k_cache[kt + (d + 2u * DP) * dp.ctx];
+                let k3 = k_cache[kt + (d + 3u * DP) * dp.ctx];
+                sa += q_sh[2u * d] * k0 + q_sh[2u * (d + DP)] * k1
+                    + q_sh[2u * (d + 2u * DP)] * k2 + q_sh[2u * (d + 3u * DP)] * k3;
+                sb += q_sh[2u * d + 1u] * k0 + q_sh[2u * (d + DP) + 1u] * k1
+                    + q_sh[2u * (d + 2u * DP) + 1u] * k2 + q_sh[2u * (d + 3u * DP) + 1u] * k3;
+            }
+            for (; i < HEAD_DIM / DP; i++) {
+                let d = part + i * DP;
+                let k = k_cache[kt + d * dp.ctx];
+                sa += q_sh[2u * d] * k;
+                sb += q_sh[2u * d + 1u] * k;
+            }
+        }
+        parts[2u * lid] = sa;
+        parts[2u * lid + 1u] = sb;
+        workgroupBarrier();
+
+        var s = Heads(vec4<f32>(NEG), vec4<f32>(NEG));
+        let scoring = lid < KT && live;
+        if (scoring) {
+            s.a = (parts[2u * lid] + parts[2u * (lid + KT)])
+                + (parts[2u * (lid + 2u * KT)] + parts[2u * (lid + 3u * KT)]);
+            s.b = (parts[2u * lid + 1u] + parts[2u * (lid + KT) + 1u])
+                + (parts[2u * (lid + 2u * KT) + 1u] + parts[2u * (lid + 3u * KT) + 1u]);
+        }
+        let tile_max = heads_max(s, sg_id, n_sg, lane);
+        let m_new = Heads(max(m_run.a, tile_max.a), max(m_run.b, tile_max.b));
+        var pr = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+        if (scoring) {
+            pr = Heads(exp2(s.a - m_new.a), exp2(s.b - m_new.b));
+        }
+        if (lid < KT) {
+            probs[2u * lid] = pr.a;
+            probs[2u * lid + 1u] = pr.b;
+        }
+        // Its barriers also publish probs.
+        let tile_sum = heads_sum(pr, sg_id, n_sg, lane);
+        let corr = Heads(exp2(m_run.a - m_new.a), exp2(m_run.b - m_new.b));
+        l_run = Heads(l_run.a * corr.a + tile_sum.a, l_run.b * corr.b + tile_sum.b);
+        m_run = m_new;
+
+        acc = Heads(acc.a * corr.a, acc.b * corr.b);
+        if (slot < n_slots) {
+            let count = min(KT, end - t0);
+            let vb = v_base + t0 * HEAD_DIM + vd;
+            // Four keys per step: four loads in flight, two accumulator chains.
+            var acc2 = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+            var j = slot;
+            for (; j + 3u * n_slots < count; j += 4u * n_slots) {
+                let j1 = j + n_slots;
+                let j2 = j + 2u * n_slots;
+                let j3 = j + 3u * n_slots;
+                let v0 = v_cache[vb + j * HEAD_DIM];
+                let v1 = v_cache[vb + j1 * HEAD_DIM];
+                let v2 = v_cache[vb + j2 * HEAD_DIM];
+                let v3 = v_cache[vb + j3 * HEAD_DIM];
+                acc.a += probs[2u * j] * v0 + probs[2u * j1] * v1;
+                acc.b += probs[2u * j + 1u] * v0 + probs[2u * j1 + 1u] * v1;
+                acc2.a += probs[2u * j2] * v2 + probs[2u * j3] * v3;
+                acc2.b += probs[2u * j2 + 1u] * v2 + probs[2u * j3 + 1u] * v3;
+            }
+            for (; j < count; j += n_slots) {
+                let v0 = v_cache[vb + j * HEAD_DIM];
+                acc.a += probs[2u * j] * v0;
+                acc.b += probs[2u * j + 1u] * v0;
+            }
+            acc = Heads(acc.a + acc2.a, acc.b + acc2.b);
+        }
+        // The next tile writes `parts` before a barrier and `probs` after two: both
+        // reads above finish first.
+    }
+
+    // Sum the V slots; `parts` is free (last read before the final tile's reductions).
+    parts[2u * lid] = acc.a;
+    parts[2u * lid + 1u] = acc.b;
+    workgroupBarrier();
+    let base = dp.n_splits * HEAD_DIM;
+    if (lid < HEAD_DIM) {
+        var a = parts[2u * lid];
+        var b = parts[2u * lid + 1u];
+        for (var s = 1u; s < n_slots; s++) {
+            a += parts[2u * (s * HEAD_DIM + lid)];
+            b += parts[2u * (s * HEAD_DIM + lid) + 1u];
+        }
+        for (var g = 0u; g < nh; g++) {
+            var v = a[g % 4u];
+            if (g >= 4u) {
+                v = b[g % 4u];
+            }
+            partials[(h0 + g) * base + split * HEAD_DIM + lid] = v;
+        }
+    }
+    if (lid < nh) {
+        var m = m_run.a[lid % 4u];
+        var l = l_run.a[lid % 4u];
+        if (lid >= 4u) {
+            m = m_run.b[lid % 4u];
+            l = l_run.b[lid % 4u];
+        }
+        let stats = dp.n_heads * base + ((h0 + lid) * dp.n_splits + split) * 2u;
+        partials[stats] = m;
+        partials[stats + 1u] = l;
+    }
+}
+
+var<workgroup> chunk_weight: array<f32, MAX_SPLITS>;
+var<workgroup> dim_sums: array<f32, DEC_WG>;
+
+// Workgroup h: merges head h's chunks into row 0 of the output.
+@compute @workgroup_size(DEC_WG)
+fn decode_combine(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let h = wg.x;
+    let n_keys = state.pos + 1u;
+    let len = chunk_len(n_keys);
+    let n_live = (n_keys + len - 1u) / len;  // <= n_splits <= DEC_WG
+    let base = dp.n_splits * HEAD_DIM;
+    var m = NEG;
+    var l = 0.0;
+    if (lid < n_live) {
+        let stats = dp.n_heads * base + (h * dp.n_splits + lid) * 2u;
+        m = partials[stats];
+        l = partials[stats + 1u];
+    }
+    let m_all = workgroup_max(m, sg_id, n_sg, lane);
+    var w = 0.0;
+    if (lid < n_live) {
+        w = exp2(m - m_all);
+    }
+    chunk_weight[lid] = w;
+    // Its barriers also publish chunk_weight.
+    let total = workgroup_sum(w * l, sg_id, n_sg, lane);
+
+    let d = lid % HEAD_DIM;
+    let part = lid / HEAD_DIM;
+    let n_parts = DEC_WG / HEAD_DIM;
+    var a = 0.0;
+    if (part < n_parts) {
+        let src = h * base + d;
+        // Four chunks per step: four loads in flight.
+        var a2 = 0.0;
+        var s = part;
+        for (; s + 3u * n_parts < n_live; s += 4u * n_parts) {
+            let s1 = s + n_parts;
+            let s2 = s + 2u * n_parts;
+            let s3 = s + 3u * n_parts;
+            let x0 = partials[src + s * HEAD_DIM];
+            let x1 = partials[src + s1 * HEAD_DIM];
+            let x2 = partials[src + s2 * HEAD_DIM];
+            let x3 = partials[src + s3 * HEAD_DIM];
+            a += chunk_weight[s] * x0 + chunk_weight[s1] * x1;
+            a2 += chunk_weight[s2] * x2 + chunk_weight[s3] * x3;
+        }
+        for (; s < n_live; s += n_parts) {
+            a += chunk_weight[s] * partials[src + s * HEAD_DIM];
+        }
+        a += a2;
+    }
+    dim_sums[lid] = a;
+    workgroupBarrier();
+    if (lid < HEAD_DIM) {
+        var o = 0.0;
+        for (var p = 0u; p < n_parts; p++) {
+            o += dim_sums[p * HEAD_DIM + lid];
+        }
+        out[h * HEAD_DIM + lid] = o / total;
+    }
+}

@@ -1,0 +1,356 @@
+//! Decode (split over positions) and prefill (causal flash) attention against an f64
+//! CPU reference. Cache slots past the live range hold NaN, so a kernel that reads a
+//! future or stale position fails; outputs start poisoned, so a row or head the kernel
+//! forgot reads back as NaN, and rows it must not touch must stay poisoned.
+
+mod common;
+
+use common::*;
+use metallic::gpu::{storage_buffer, Gpu};
+use metallic::kernels::attention::{
+    decode, decode_splits, prefill, prefill_with, AttentionBindings, AttnShape, DecodeScratch,
+    PrefillTiles, MAX_SPLITS, SPLIT_KEYS,
+};
+use metallic::synthetic::Rng;
+use metallic::tensor::Activation;
+
+/// Causal softmax attention in f64: batch row m at position pos + m sees cache
+/// positions 0..=pos + m. `q` is (rows, n_heads * hd); caches are
+/// (n_kv_heads, ctx, head_dim). Returns (rows, n_heads * hd).
+fn attention_ref(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    s: &AttnShape,
+    pos: usize,
+    rows: usize,
+) -> Vec<f64> {
+    let (n_heads, hd, ctx) = (s.n_heads as usize, s.head_dim as usize, s.ctx as usize);
+    let group = n_heads / s.n_kv_heads as usize;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut out = Vec::with_capacity(rows * n_heads * hd);
+    for m in 0..rows {
+        let n_keys = pos + m + 1;
+        for h in 0..n_heads {
+            let slot = |t: usize| ((h / group) * ctx + t) * hd;
+            let qh = &q[(m * n_heads + h) * hd..][..hd];
+            let scores: Vec<f64> = (0..n_keys)
+                .map(|t| {
+                    let k = &kc[slot(t)..slot(t) + hd];
+                    scale
+                        * qh.iter()
+                            .zip(k)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>()
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let p: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = p.iter().sum();
+            for d in 0..hd {
+                let acc: f64 = (0..n_keys).map(|t| p[t] * vc[slot(t) + d] as f64).sum();
+                out.push(acc / sum);
+            }
+        }
+    }
+    out
+}
+
+/// KV caches (GPU layouts) with random values at positions < `live` and NaN beyond,
+/// plus the (n_kv_heads, ctx, head_dim) copies the reference reads.
+struct Caches {
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    k_host: Vec<f32>,
+    v_host: Vec<f32>,
+}
+
+fn caches(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, live: usize) -> Caches {
+    let (n_kv, hd, ctx) = (s.n_kv_heads as usize, s.head_dim as usize, s.ctx as usize);
+    let mut k_host = vec![f32::from_bits(POISON); n_kv * ctx * hd];
+    let mut v_host = k_host.clone();
+    for kvh in 0..n_kv {
+        let at = kvh * ctx * hd;
+        k_host[at..at + live * hd].copy_from_slice(&rand_vec(rng, live * hd, 1.0));
+        v_host[at..at + live * hd].copy_from_slice(&rand_vec(rng, live * hd, 1.0));
+    }
+    Caches {
+        k: f32_buffer(gpu, "k_cache", &k_cache_to_gpu(&k_host, n_kv, hd, ctx)),
+        v: f32_buffer(gpu, "v_cache", &v_host),
+        k_host,
+        v_host,
+    }
+}
+
+/// GQA ratios 1, 2, 7 and 18 (more than one 8-head block per kv head), head_dim 64 and
+/// 128, plus two odd sizes (256, and 20: dims not a multiple of the thread tiles).
+const SHAPES: &[(u32, u32, u32)] = &[
+    (4, 4, 64),
+    (4, 2, 128),
+    (14, 2, 64),
+    (7, 1, 128),
+    (18, 1, 64),
+    (2, 1, 256),
+    (6, 3, 20),
+];
+
+fn shape(n_heads: u32, n_kv_heads: u32, head_dim: u32, ctx: u32) -> AttnShape {
+    AttnShape {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        ctx,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Decode
+
+/// Runs decode at each of `positions` in turn on one scratch buffer (so stale
+/// partials of a longer context are present) and checks row 0.
+fn check_decode(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, n_splits: Option<u32>, positions: &[u32]) {
+    let live = *positions.iter().max().unwrap() as usize + 1;
+    let c = caches(gpu, rng, s, live);
+    let q_dim = s.n_heads * s.head_dim;
+    // Two rows: q's padding and row 1 are NaN (decode must read row 0 only), and row 1
+    // of out must stay poisoned.
+    let q = Activation::new(gpu, "q", 2, q_dim).unwrap();
+    let out = Activation::new(gpu, "out", 2, q_dim).unwrap();
+    let scratch = match n_splits {
+        Some(n) => DecodeScratch::with_splits(gpu, s, n).unwrap(),
+        None => DecodeScratch::new(gpu, s).unwrap(),
+    };
+    poison(gpu, &scratch.buf);
+    for &pos in positions {
+        let what = format!(
+            "decode heads={}/{} hd={} ctx={} splits={} pos={pos}",
+            s.n_heads, s.n_kv_heads, s.head_dim, s.ctx, scratch.n_splits
+        );
+        // q scaled up so the softmax is far from uniform.
+        let qs = rand_vec(rng, q_dim as usize, 4.0);
+        write_rows(gpu, &q, &qs, f32::from_bits(POISON));
+        poison(gpu, &out.buf);
+        let state = state_buffer(gpu, pos, 1, 0);
+        let b = AttentionBindings {
+            state: &state,
+            q: &q,
+            k_cache: &c.k,
+            v_cache: &c.v,
+            out: &out,
+        };
+        let d = decode(gpu, &b, s, &scratch).unwrap();
+        assert_eq!(d.len(), 2);
+        run(gpu, d, 1);
+        let got = read_f32(gpu, &out.buf);
+        let want = attention_ref(&qs, &c.k_host, &c.v_host, s, pos as usize, 1);
+        assert_close(&what, &unpad(&out, &got, 1), &want, 1e-4);
+        let stride = out.stride as usize;
+        assert_poisoned(&format!("{what}: row 1"), &got[stride..]);
+        assert_poisoned(
+            &format!("{what}: row 0 padding"),
+            &got[q_dim as usize..stride],
+        );
+    }
+}
+
+#[test]
+fn decode_splits_default() {
+    // ctx 4160: 65 chunks of 64 keys at full context; pos crosses chunk boundaries
+    // (63 | 64) and reaches the last, partial chunk.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(51);
+    assert_eq!(decode_splits(4160), 65);
+    assert_eq!(decode_splits(1), 1);
+    assert_eq!(decode_splits(1 << 20), MAX_SPLITS);
+    for &(h, kv, hd) in SHAPES {
+        let s = shape(h, kv, hd, 4160);
+        check_decode(
+            &gpu,
+            &mut rng,
+            &s,
+            None,
+            &[4100, 0, 1, 63, 64, 200, 1000, 4159],
+        );
+    }
+}
+
+#[test]
+fn decode_long_chunks() {
+    // Few splits: each live chunk spans several 64-key tiles (the online softmax across
+    // tiles), and the chunk length changes with pos (200 / 3 -> 128, 1000 / 3 -> 384).
+    let gpu = gpu(None);
+    let mut rng = Rng::new(52);
+    for &(h, kv, hd) in &[(14, 2, 64), (4, 2, 128), (6, 3, 20)] {
+        for splits in [1, 3] {
+            let s = shape(h, kv, hd, 1100);
+            check_decode(
+                &gpu,
+                &mut rng,
+                &s,
+                Some(splits),
+                &[1000, 0, 63, 64, 200, 191, 1099],
+            );
+        }
+    }
+    assert_eq!(SPLIT_KEYS, 64);
+}
+
+#[test]
+fn decode_rejects_bad_shapes() {
+    let gpu = gpu(None);
+    let s = shape(4, 3, 64, 64);
+    let q = Activation::new(&gpu, "q", 1, 256).unwrap();
+    let out = Activation::new(&gpu, "out", 1, 256).unwrap();
+    let buf = storage_buffer(&gpu, "cache", 4 * 64 * 64 * 4);
+    let state = state_buffer(&gpu, 0, 1, 0);
+    let b = AttentionBindings {
+        state: &state,
+        q: &q,
+        k_cache: &buf,
+        v_cache: &buf,
+        out: &out,
+    };
+    let ok = shape(4, 2, 64, 64);
+    let scratch = DecodeScratch::new(&gpu, &ok).unwrap();
+    assert!(
+        decode(&gpu, &b, &s, &scratch).is_err(),
+        "4 heads over 3 kv heads"
+    );
+    assert!(
+        decode(&gpu, &b, &shape(4, 2, 62, 64), &scratch).is_err(),
+        "hd 62"
+    );
+    assert!(
+        decode(&gpu, &b, &shape(2, 2, 64, 64), &scratch).is_err(),
+        "scratch shape"
+    );
+    assert!(DecodeScratch::with_splits(&gpu, &ok, MAX_SPLITS + 1).is_err());
+    assert!(decode(&gpu, &b, &ok, &scratch).is_ok());
+}
+
+// ---------------------------------------------------------------------------------
+// Prefill
+
+fn check_prefill(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    s: &AttnShape,
+    tiles: Option<PrefillTiles>,
+    pos: u32,
+    rows: u32,
+) {
+    let what = format!(
+        "prefill heads={}/{} hd={} tiles={tiles:?} pos={pos} rows={rows}",
+        s.n_heads, s.n_kv_heads, s.head_dim
+    );
+    let c = caches(gpu, rng, s, (pos + rows) as usize);
+    let q_dim = s.n_heads * s.head_dim;
+    // One spare row each: q's (and q's padding) is NaN, out's must stay poisoned.
+    let q = Activation::new(gpu, "q", rows + 1, q_dim).unwrap();
+    let out = Activation::new(gpu, "out", rows + 1, q_dim).unwrap();
+    let qs = rand_vec(rng, (rows * q_dim) as usize, 4.0);
+    write_rows(gpu, &q, &qs, f32::from_bits(POISON));
+    poison(gpu, &out.buf);
+    let state = state_buffer(gpu, pos, rows, 0);
+    let b = AttentionBindings {
+        state: &state,
+        q: &q,
+        k_cache: &c.k,
+        v_cache: &c.v,
+        out: &out,
+    };
+    let d = match tiles {
+        Some(t) => prefill_with(gpu, &b, s, t).unwrap(),
+        None => prefill(gpu, &b, s).unwrap(),
+    };
+    run(gpu, d, rows);
+    let got = read_f32(gpu, &out.buf);
+    let want = attention_ref(&qs, &c.k_host, &c.v_host, s, pos as usize, rows as usize);
+    assert_close(&what, &unpad(&out, &got, rows as usize), &want, 1e-4);
+    let stride = out.stride as usize;
+    let outside: Vec<f32> = got
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i / stride >= rows as usize || i % stride >= q_dim as usize)
+        .map(|(_, v)| *v)
+        .collect();
+    assert_poisoned(&format!("{what}: spare row and padding"), &outside);
+}
+
+#[test]
+fn prefill_default_tiles() {
+    // From pos 0 and chunked (pos > 0, not a tile multiple); rows within one row tile,
+    // exactly one, and across several with a partial last one.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(61);
+    for &(h, kv, hd) in SHAPES {
+        let s = shape(h, kv, hd, 400);
+        for (pos, rows) in [
+            (0, 1),
+            (0, 5),
+            (0, 64),
+            (0, 130),
+            (37, 64),
+            (201, 130),
+            (258, 1),
+            (250, 5),
+        ] {
+            check_prefill(&gpu, &mut rng, &s, None, pos, rows);
+        }
+    }
+}
+
+#[test]
+fn prefill_tile_variants() {
+    // Every score-step path (keys per thread 1, 2, 4) and output split (1 to 4 dim
+    // chunks per thread), at sizes that fit 32 KiB of workgroup memory.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(62);
+    let t = |bq, bk, tx| Some(PrefillTiles { bq, bk, tx });
+    for (hd, tiles) in [
+        (64, t(32, 32, 8)),
+        (64, t(16, 16, 4)),
+        (64, t(8, 8, 8)),
+        (64, t(4, 32, 16)),
+        (128, t(16, 16, 8)),
+        (128, t(12, 32, 8)),
+        (128, t(8, 32, 16)),
+        (256, t(4, 16, 16)),
+        (20, t(8, 8, 2)),
+    ] {
+        let s = shape(7, 1, hd, 300);
+        for (pos, rows) in [(0, 1), (0, 37), (101, 70)] {
+            check_prefill(&gpu, &mut rng, &s, tiles, pos, rows);
+        }
+    }
+}
+
+#[test]
+fn prefill_tiles_fit_the_device() {
+    let gpu = gpu(None);
+    for hd in [8, 20, 64, 128, 256] {
+        let t = PrefillTiles::for_head_dim(&gpu, hd).unwrap();
+        assert!(
+            t.workgroup_bytes(hd) <= gpu.limits.max_compute_workgroup_storage_size as u64,
+            "hd {hd}: {t:?}"
+        );
+    }
+    let bad = PrefillTiles {
+        bq: 6,
+        bk: 32,
+        tx: 8,
+    };
+    assert!(bad.validate(&gpu, 64).is_err(), "bq not a multiple of 4");
+    let bad = PrefillTiles {
+        bq: 8,
+        bk: 24,
+        tx: 8,
+    };
+    assert!(bad.validate(&gpu, 64).is_err(), "bk not tx, 2 tx or 4 tx");
+    let bad = PrefillTiles {
+        bq: 8,
+        bk: 8,
+        tx: 4,
+    };
+    assert!(bad.validate(&gpu, 128).is_err(), "32 dims per thread");
+}
