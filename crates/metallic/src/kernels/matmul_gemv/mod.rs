@@ -33,7 +33,7 @@ pub const FLAG_SWIGLU: u32 = 4;
 pub const FLAG_LAST_ROW: u32 = 8;
 
 /// Storage buffers the QKV + RoPE + KV-append entry points bind (x, y, bias, weights,
-/// norm weight, state, K cache, V cache, and Q8_0's scales).
+/// norm weight, state, K cache, V cache, and Q8_0's scales), besides 2 uniforms.
 pub fn qkv_rope_storage_buffers(format: WeightFormat) -> u32 {
     8 + (format == WeightFormat::Q8_0) as u32
 }
@@ -241,18 +241,28 @@ pub fn qkv_rope_unsupported(
 ) -> Option<String> {
     let need = qkv_rope_storage_buffers(w.format);
     let have = gpu.limits.max_storage_buffers_per_shader_stage;
-    if head_dim == 0 || head_dim % 2 != 0 || head_dim / 2 > 4 * 32 {
+    // Metal counts storage and uniform buffers (2 here) against one limit.
+    let have_all = gpu
+        .limits
+        .max_buffers_and_acceleration_structures_per_shader_stage;
+    if head_dim == 0 || !head_dim.is_multiple_of(2) || head_dim > 256 {
         Some(format!("head_dim {head_dim} is not even and at most 256"))
     } else if w.rows != (n_heads + 2 * n_kv_heads) * head_dim {
         Some(format!(
             "'{}' has {} rows, not Q | K | V of {n_heads} + 2 x {n_kv_heads} heads of {head_dim}",
             w.name, w.rows
         ))
-    } else if w.chunks.iter().any(|c| c.first_row % head_dim != 0) {
+    } else if w
+        .chunks
+        .iter()
+        .any(|c| !c.first_row.is_multiple_of(head_dim))
+    {
         Some(format!("'{}' is split inside a head", w.name))
-    } else if have < need {
+    } else if have < need || have_all < need + 2 {
         Some(format!(
-            "the device allows {have} storage buffers per shader stage, the fused QKV kernel needs {need}"
+            "the device allows {have} storage buffers ({have_all} buffers) per shader stage, \
+             the fused QKV kernel needs {need} ({})",
+            need + 2
         ))
     } else {
         None
