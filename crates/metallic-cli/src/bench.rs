@@ -143,6 +143,11 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
                     r.sd()
                 );
             }
+            println!(
+                "\ndispatches per token: {} (decode plan + head); per prompt chunk: {}",
+                engine.dispatches_per_token(),
+                engine.dispatches_per_prefill_chunk()
+            );
         }
         BenchOutput::Json => {
             let rows: Vec<_> = results
@@ -154,6 +159,7 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
                         "n_tokens": r.n_tokens, "repetitions": r.samples.len(),
                         "avg_ts": r.mean(), "stddev_ts": r.sd(), "samples_ts": r.samples,
                         "dispatches_per_token": engine.dispatches_per_token(),
+                        "dispatches_per_prefill_chunk": engine.dispatches_per_prefill_chunk(),
                     })
                 })
                 .collect();

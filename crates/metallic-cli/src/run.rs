@@ -220,6 +220,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             "model": args.model.display().to_string(),
             "device": engine.gpu.describe(),
             "dispatches_per_token": engine.dispatches_per_token(),
+            "dispatches_per_prefill_chunk": engine.dispatches_per_prefill_chunk(),
             "prompt_tokens": prompt_ids,
             "tokens": generation.tokens,
             "text": tokenizer.decode(&visible),
@@ -237,6 +238,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     if let Some(path) = &profile_path {
         write_profile(path, &engine.profile)?;
         eprint!("{}", metallic::gpu::profile::format_table(&engine.profile));
+        eprintln!(
+            "[metallic] dispatches per token: {} (decode plan + head); per prompt chunk: {}",
+            engine.dispatches_per_token(),
+            engine.dispatches_per_prefill_chunk()
+        );
         eprintln!(
             "[metallic] per-dispatch times written to {}",
             path.display()

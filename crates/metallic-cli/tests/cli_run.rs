@@ -402,10 +402,15 @@ fn bench_reports_pp_and_tg() {
         assert_eq!(row["samples_ts"].as_array().unwrap().len(), 2);
         assert!(row["avg_ts"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["n_params"].as_u64().unwrap() > 0);
+        // The fused decode plan needs fewer dispatches than a prompt chunk.
+        let decode = row["dispatches_per_token"].as_u64().unwrap();
+        assert!(decode > 0 && decode < row["dispatches_per_prefill_chunk"].as_u64().unwrap());
     }
     let md = cli(&["bench", m, "-p", "4", "-n", "2", "-r", "1"]).ok();
     assert!(
-        md.stdout.contains("| pp4 |") && md.stdout.contains("| tg2 |"),
+        md.stdout.contains("| pp4 |")
+            && md.stdout.contains("| tg2 |")
+            && md.stdout.contains("dispatches per token: "),
         "{}",
         md.stdout
     );

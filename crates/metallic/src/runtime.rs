@@ -1,5 +1,6 @@
-//! The engine: weights, preallocated step buffers and the two dispatch plans, plus the
-//! prefill and decode drivers. Every buffer and bind group is created at load.
+//! The engine: weights, preallocated step buffers and the dispatch plans (prefill, decode,
+//! head), plus the prefill and decode drivers. Every buffer and bind group is created at
+//! load.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use crate::kernels::matmul_gemv::GemvConfig;
 use crate::kernels::rope_kv;
 use crate::kernels::sampling::{self, SampleBindings, SampleParams};
 use crate::model::blocks::{Builder, KvCacheLayer};
-use crate::model::{qwen2, ModelConfig};
+use crate::model::qwen2::{self, ModelPlans};
+use crate::model::ModelConfig;
 use crate::tensor::Activation;
 
 #[derive(Clone, Debug)]
@@ -45,14 +47,15 @@ pub struct StepBuffers {
     pub sample_params: wgpu::Buffer, // SampleParams (uniform)
     /// (vocab / 1024, 64) (key, index) candidates from the sampler pre-pass.
     pub candidates: wgpu::Buffer,
-    pub x: Activation,    // (max_rows, hidden) residual stream
-    pub h: Activation,    // (max_rows, hidden) normed
-    pub qkv: Activation,  // (max_rows, q_dim + 2 kv_dim): Q | K | V
+    pub x: Activation, // (max_rows, hidden) residual stream
+    pub h: Activation, // (max_rows, hidden) normed (prefill; decode norms inside its GEMVs)
+    /// (max_rows, q_dim + 2 kv_dim): Q | K | V. The decode plan's fused QKV GEMV writes
+    /// only the Q columns (k and v go straight to the cache).
+    pub qkv: Activation,
     pub attn: Activation, // (max_rows, q_dim)
     /// (max_rows, ffn) each; only for layers whose gate and up could not be fused.
     pub gate_up: Option<(Activation, Activation)>,
     pub act: Activation,    // (max_rows, ffn)
-    pub x_last: Activation, // (1, hidden)
     pub logits: Activation, // (1, vocab)
     pub kv_cache: Vec<KvCacheLayer>,
     pub inv_freq: wgpu::Buffer, // (head_dim / 2)
@@ -99,7 +102,6 @@ impl StepBuffers {
                 false => None,
             },
             act: act("act", max_rows, cfg.ffn)?,
-            x_last: act("x_last", 1, cfg.hidden)?,
             logits: act("logits", 1, cfg.vocab)?,
             kv_cache,
             inv_freq: inv_freq_buf,
@@ -178,8 +180,7 @@ pub struct Engine {
     pub config: ModelConfig,
     pub weights: qwen2::Qwen2Weights,
     pub buffers: StepBuffers,
-    body: Plan,
-    head: Plan,
+    plans: ModelPlans,
     /// Host-side copy of the sequence position, for the evaluation API.
     pos: u32,
     profiler: Option<Profiler>,
@@ -236,15 +237,14 @@ impl Engine {
             state: &buffers.state,
             dummy: &buffers.dummy,
         };
-        let (body, head) = qwen2::build(&builder, &config, &weights, &buffers)?;
+        let plans = qwen2::build(&builder, &config, &weights, &buffers)?;
         gpu.wait_idle()?;
         Ok(Self {
             gpu,
             config,
             weights,
             buffers,
-            body,
-            head,
+            plans,
             pos: 0,
             profiler: None,
             profile: Vec::new(),
@@ -254,7 +254,7 @@ impl Engine {
     /// Times every dispatch of every decode step from now on (one step per submission,
     /// so throughput drops while profiling).
     pub fn enable_profiling(&mut self) -> Result<()> {
-        let n = (self.body.len() + self.head.len()) as u32;
+        let n = self.dispatches_per_token() as u32;
         self.profiler = Some(Profiler::new(&self.gpu, n)?);
         Ok(())
     }
@@ -263,9 +263,26 @@ impl Engine {
         self.buffers.ctx
     }
 
-    /// Dispatches per decode step (for reports).
+    /// Dispatches per decode step: the decode plan and the head (for reports).
     pub fn dispatches_per_token(&self) -> usize {
-        self.body.len() + self.head.len()
+        self.plans.decode.len() + self.plans.head.len()
+    }
+
+    /// Dispatches per prompt chunk of more than one row: the prefill plan and the head.
+    pub fn dispatches_per_prefill_chunk(&self) -> usize {
+        self.plans.prefill.len() + self.plans.head.len()
+    }
+
+    /// The body plan for a step of `rows` rows. One row takes the decode plan, also for a
+    /// prompt chunk of one token (a one-token prompt, or the last token of a prompt one
+    /// longer than a multiple of --batch-size): it is the same computation in fewer
+    /// dispatches, and a tiled GEMM gains nothing on a single row. More rows take the
+    /// prefill plan.
+    fn body(&self, rows: u32) -> &Plan {
+        match rows {
+            1 => &self.plans.decode,
+            _ => &self.plans.prefill,
+        }
     }
 
     fn write_state(&self, pos: u32, rows: u32, n_out: u32) {
@@ -306,9 +323,9 @@ impl Engine {
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                self.body.encode(&mut pass, rows);
+                self.body(rows).encode(&mut pass, rows);
                 if i + 1 == chunks.len() {
-                    self.head.encode(&mut pass, rows);
+                    self.plans.head.encode(&mut pass, rows);
                 }
             }
             self.gpu.queue.submit([enc.finish()]);
@@ -430,8 +447,8 @@ impl Engine {
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
                     for _ in 0..n {
-                        self.body.encode(&mut pass, 1);
-                        self.head.encode(&mut pass, 1);
+                        self.plans.decode.encode(&mut pass, 1);
+                        self.plans.head.encode(&mut pass, 1);
                     }
                 }
                 self.gpu.queue.submit([enc.finish()]);
@@ -461,7 +478,8 @@ impl Engine {
         };
         for step in 1..max_tokens {
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            let labels = profiler.encode(&mut enc, &[(&self.body, 1), (&self.head, 1)])?;
+            let plans = &self.plans;
+            let labels = profiler.encode(&mut enc, &[(&plans.decode, 1), (&plans.head, 1)])?;
             self.gpu.queue.submit([enc.finish()]);
             let pending = self.read_tokens_async(step, 1)?;
             self.profile.push(profiler.read(&self.gpu, labels)?);

@@ -66,7 +66,20 @@ impl GpuMatrix {
         parts: &[&TensorInfo],
         name: &str,
     ) -> Result<Self> {
-        Self::upload_parts(gpu, file, parts, name, false)
+        Self::upload_parts(gpu, file, parts, name, false, 1)
+    }
+
+    /// As `upload_stacked`, but row chunks (see `RowSplit`) split only between groups of
+    /// `group_rows` rows: with the head dimension, every attention head of a stacked QKV
+    /// matrix stays in one chunk, as the GEMV's RoPE epilogue needs.
+    pub fn upload_stacked_grouped(
+        gpu: &Gpu,
+        file: &GgufFile,
+        parts: &[&TensorInfo],
+        name: &str,
+        group_rows: u32,
+    ) -> Result<Self> {
+        Self::upload_parts(gpu, file, parts, name, false, group_rows)
     }
 
     /// Uploads same-shaped tensors with their rows interleaved (gate 0, up 0, gate 1,
@@ -78,7 +91,7 @@ impl GpuMatrix {
         parts: &[&TensorInfo],
         name: &str,
     ) -> Result<Self> {
-        Self::upload_parts(gpu, file, parts, name, true)
+        Self::upload_parts(gpu, file, parts, name, true, parts.len() as u32)
     }
 
     fn upload_parts(
@@ -87,6 +100,7 @@ impl GpuMatrix {
         parts: &[&TensorInfo],
         name: &str,
         interleave: bool,
+        group: u32,
     ) -> Result<Self> {
         let first = parts
             .first()
@@ -120,7 +134,6 @@ impl GpuMatrix {
             other => return Err(unsupported(&first.name, other)),
         };
         let row_bytes = row_words as usize * 4;
-        let group = if interleave { parts.len() as u32 } else { 1 };
         let split = RowSplit::grouped(rows, row_bytes as u64, gpu.max_binding_bytes, group)?;
         let mut chunks = Vec::with_capacity(split.chunks.len());
         for &(first_row, n) in &split.chunks {
@@ -183,7 +196,8 @@ impl GpuMatrix {
     }
 }
 
-/// 1-D tensors (a norm weight, or biases to stack) as one f32 buffer, in order.
+/// 1-D tensors (a norm weight, or biases to stack) as one f32 buffer, in order, zero-padded
+/// to a multiple of 4 floats (the GEMV's norm prologue reads the norm weight as vec4).
 pub fn upload_vector(gpu: &Gpu, file: &GgufFile, parts: &[&TensorInfo]) -> Result<wgpu::Buffer> {
     let mut values = Vec::new();
     for info in parts {
@@ -195,6 +209,7 @@ pub fn upload_vector(gpu: &Gpu, file: &GgufFile, parts: &[&TensorInfo]) -> Resul
         .map_err(|_| unsupported(&info.name, info.ggml_type))?;
         values.extend(part);
     }
+    values.resize(values.len().next_multiple_of(4), 0.0);
     let label = parts.first().map_or("vector", |i| i.name.as_str());
     let buf = storage_buffer(gpu, label, values.len() as u64 * 4);
     gpu.queue

@@ -1,5 +1,6 @@
 //! The GPU forward pass against the CPU reference on tiny random Qwen2 models that the
-//! test writes as GGUF: prefill logits, then 20 greedy decode steps.
+//! test writes as GGUF: prefill logits (the prefill plan), then 20 greedy decode steps, one
+//! token per `eval` (the fused decode plan).
 
 use std::sync::Arc;
 
@@ -31,6 +32,21 @@ fn rel_err(gpu: &[f32], reference: &[f32]) -> f32 {
         / scale
 }
 
+fn engine(
+    file: &GgufFile,
+    max_binding_bytes: Option<u64>,
+    batch_size: u32,
+    ctx_size: Option<u32>,
+) -> Engine {
+    let config = ModelConfig::from_gguf(file).unwrap();
+    let opts = EngineOptions {
+        batch_size,
+        ctx_size,
+        ..Default::default()
+    };
+    Engine::with_gpu(gpu(max_binding_bytes), file, config, &opts, &mut |_, _| {}).unwrap()
+}
+
 fn check(
     spec: SyntheticSpec,
     max_binding_bytes: Option<u64>,
@@ -38,14 +54,7 @@ fn check(
     ctx_size: Option<u32>,
 ) {
     let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
-    let config = ModelConfig::from_gguf(&file).unwrap();
-    let opts = EngineOptions {
-        batch_size,
-        ctx_size,
-        ..Default::default()
-    };
-    let mut engine =
-        Engine::with_gpu(gpu(max_binding_bytes), &file, config, &opts, &mut |_, _| {}).unwrap();
+    let mut engine = engine(&file, max_binding_bytes, batch_size, ctx_size);
     let mut reference = Reference::load(&file).unwrap();
     let prompt: Vec<u32> = (0..11).map(|i| (i * 37 + 5) % spec.vocab).collect();
     let mut gpu_logits = engine.eval(&prompt).unwrap();
@@ -145,4 +154,78 @@ fn mixed_qkv_types_stay_separate() {
         4,
         Some(32),
     );
+}
+
+#[test]
+fn one_row_prompt_chunks_take_the_decode_plan() {
+    // --batch-size 1: every prompt chunk is one row, so the whole prompt runs through the
+    // fused decode plan as well.
+    check(SyntheticSpec::default(), None, 1, None);
+    check(
+        SyntheticSpec {
+            matrix_type: GgmlType::Q8_0,
+            ..Default::default()
+        },
+        Some(8192),
+        1,
+        Some(32),
+    );
+}
+
+#[test]
+fn decode_steps_match_one_prefill_chunk() {
+    // The same 40 tokens as one prefill chunk (unfused prefill plan) and as a 5-token
+    // prefill followed by 35 one-token steps (fused decode plan): the last logits agree to
+    // f32 rounding, and both match the reference.
+    for spec in [
+        SyntheticSpec::default(),
+        SyntheticSpec {
+            matrix_type: GgmlType::Q8_0,
+            tied: false,
+            n_heads: 8,
+            n_kv_heads: 2,
+            rope_theta: 1_000_000.0,
+            rms_eps: 1e-5,
+            ..Default::default()
+        },
+    ] {
+        let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
+        let tokens: Vec<u32> = (0..40).map(|i| (i * 53 + 11) % spec.vocab).collect();
+        let mut e = engine(&file, None, 512, None);
+        let prefill = e.eval(&tokens).unwrap();
+        e.reset();
+        let mut decode = e.eval(&tokens[..5]).unwrap();
+        for &t in &tokens[5..] {
+            decode = e.eval(&[t]).unwrap();
+        }
+        let reference = Reference::load(&file).unwrap().forward(&tokens);
+        let err = rel_err(&decode, &prefill);
+        assert!(err < 1e-4, "{spec:?}: decode vs prefill plan: {err}");
+        let err = rel_err(&decode, &reference);
+        assert!(err < 2e-3, "{spec:?}: decode vs reference: {err}");
+    }
+}
+
+#[test]
+fn dispatches_per_token() {
+    // Decode: embedding, 5 per layer (norm+QKV+rope+KV append, attention, o-proj+residual,
+    // norm+gate/up+SwiGLU, down+residual), norm+LM head, 2 sampler passes. Prefill keeps
+    // the 8 unfused dispatches per layer and shares the head.
+    let spec = SyntheticSpec {
+        n_layers: 3,
+        ..Default::default()
+    };
+    let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
+    let e = engine(&file, None, 512, None);
+    assert_eq!(e.dispatches_per_token(), 1 + 5 * 3 + 1 + 2);
+    assert_eq!(e.dispatches_per_prefill_chunk(), 1 + 8 * 3 + 1 + 2);
+    // Q, K and V of mixed types: three norm+GEMVs and rope_kv instead of the fused one.
+    let spec = SyntheticSpec {
+        n_layers: 3,
+        v_type: Some(GgmlType::Q8_0),
+        ..Default::default()
+    };
+    let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
+    let e = engine(&file, None, 512, None);
+    assert_eq!(e.dispatches_per_token(), 1 + 8 * 3 + 1 + 2);
 }

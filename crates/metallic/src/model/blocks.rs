@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Plan};
-use crate::kernels::matmul_gemv::GemvConfig;
+use crate::kernels::matmul_gemv::{GemvConfig, GemvOptions, InputNorm, RopeCacheTarget};
 use crate::kernels::{attention, elementwise, embedding, matmul_gemv, rmsnorm, rope_kv, sampling};
 use crate::tensor::{Activation, GpuMatrix};
 
@@ -88,6 +88,83 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// y[:, col..col + rows(W)] = W rmsnorm(x) + bias[col..]: the norm folded into the GEMV.
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_linear(
+        &self,
+        plan: &mut Plan,
+        norm: InputNorm<'_>,
+        w: &GpuMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &Activation,
+        y: &Activation,
+        col: u32,
+    ) -> Result<()> {
+        let opts = GemvOptions {
+            bias,
+            norm: Some(norm),
+            ..Default::default()
+        };
+        for d in matmul_gemv::linear_with(self.gpu, &self.gemv, w, x, (y, col), &opts, self.dummy)?
+        {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// Whether `norm_qkv_rope_cache` can take this QKV matrix on this device (else: the
+    /// reason, and the caller uses `norm_linear` + `rope_and_cache`).
+    pub fn qkv_rope_unsupported(&self, w: &GpuMatrix, shape: AttnShape) -> Option<String> {
+        matmul_gemv::qkv_rope_unsupported(
+            self.gpu,
+            w,
+            shape.n_heads,
+            shape.n_kv_heads,
+            shape.head_dim,
+        )
+    }
+
+    /// The decode step's attention input in one GEMV: q, k, v = W rmsnorm(x) + bias, q and
+    /// k rotated (NEOX), q into the Q columns of `qkv`, k and v into the cache.
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_qkv_rope_cache(
+        &self,
+        plan: &mut Plan,
+        shape: AttnShape,
+        norm: InputNorm<'_>,
+        w: &GpuMatrix,
+        bias: &wgpu::Buffer,
+        x: &Activation,
+        qkv: &Activation,
+        cache: &KvCacheLayer,
+        inv_freq: &[f32],
+    ) -> Result<()> {
+        let target = RopeCacheTarget {
+            state: self.state,
+            k_cache: &cache.k,
+            v_cache: &cache.v,
+            inv_freq,
+            n_heads: shape.n_heads,
+            n_kv_heads: shape.n_kv_heads,
+            head_dim: shape.head_dim,
+            ctx: shape.ctx,
+        };
+        for d in matmul_gemv::linear_qkv_rope(
+            self.gpu,
+            &self.gemv,
+            w,
+            x,
+            Some(norm),
+            bias,
+            qkv,
+            &target,
+            self.dummy,
+        )? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
     /// act = silu(gate x) * (up x), from gate and up rows interleaved in `w`.
     pub fn linear_swiglu(
         &self,
@@ -97,6 +174,52 @@ impl Builder<'_> {
         act: &Activation,
     ) -> Result<()> {
         for d in matmul_gemv::linear_swiglu(self.gpu, &self.gemv, w, x, act, self.dummy)? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// act = silu(gate h) * (up h) with h = rmsnorm(x): norm, gate/up and SwiGLU in one.
+    pub fn norm_linear_swiglu(
+        &self,
+        plan: &mut Plan,
+        norm: InputNorm<'_>,
+        w: &GpuMatrix,
+        x: &Activation,
+        act: &Activation,
+    ) -> Result<()> {
+        for d in matmul_gemv::linear_swiglu_norm(
+            self.gpu,
+            &self.gemv,
+            w,
+            x,
+            act,
+            Some(norm),
+            self.dummy,
+        )? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// logits (one row) = W rmsnorm(x[n_rows - 1]): the final norm of the batch's last row
+    /// folded into the LM head.
+    pub fn norm_last_row_linear(
+        &self,
+        plan: &mut Plan,
+        norm: InputNorm<'_>,
+        w: &GpuMatrix,
+        x: &Activation,
+        logits: &Activation,
+    ) -> Result<()> {
+        let opts = GemvOptions {
+            norm: Some(norm),
+            last_row: Some(self.state),
+            ..Default::default()
+        };
+        for d in
+            matmul_gemv::linear_with(self.gpu, &self.gemv, w, x, (logits, 0), &opts, self.dummy)?
+        {
             plan.push(d);
         }
         Ok(())

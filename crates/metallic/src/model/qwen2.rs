@@ -5,6 +5,8 @@ use metallic_gguf::{GgufFile, TensorInfo};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Plan};
+use crate::kernels::matmul_gemv::InputNorm;
+use crate::kernels::rope_kv;
 use crate::model::blocks::{AttnShape, Builder, KvCacheLayer};
 use crate::model::tensor_names as names;
 use crate::model::ModelConfig;
@@ -12,7 +14,8 @@ use crate::runtime::StepBuffers;
 use crate::tensor::{upload_vector, GpuMatrix};
 
 /// Q, K and V projections: stacked into one (q_dim + 2 kv_dim, hidden) matrix when
-/// they share a type (one GEMV), else kept apart and written to the same output.
+/// they share a type (one GEMV; row chunks split only between heads, for the decode
+/// plan's RoPE epilogue), else kept apart and written to the same output.
 pub enum QkvWeights {
     Stacked(GpuMatrix),
     Separate([GpuMatrix; 3]),
@@ -34,6 +37,17 @@ pub struct LayerWeights {
     pub ffn_norm: wgpu::Buffer,  // (hidden)
     pub ffn_up: FfnUpWeights,    // gate and up, (ffn, hidden) each
     pub w_down: GpuMatrix,       // (hidden, ffn)
+}
+
+/// The dispatch plans of a loaded model. A step runs `prefill` or `decode` (by its row
+/// count, see `Engine`), then `head`.
+pub struct ModelPlans {
+    /// Prompt chunks of more than one row: one kernel per model step.
+    pub prefill: Plan,
+    /// Single-row steps (decode, and one-row prompt chunks): fused kernels.
+    pub decode: Plan,
+    /// The last row to the next token: final norm + LM head, then the sampler.
+    pub head: Plan,
 }
 
 pub struct Qwen2Weights {
@@ -63,13 +77,14 @@ impl Qwen2Weights {
             expect_shape(name, &info.dims, &[k as u64, rows as u64])?;
             Ok(info)
         };
-        // Uploads `parts` stacked (or, with `interleave`, interleaved) by rows and
-        // reports progress.
-        let mut load = |parts: &[&TensorInfo], name: &str, interleave: bool| -> Result<GpuMatrix> {
-            let m = if interleave {
-                GpuMatrix::upload_interleaved(gpu, file, parts, name)?
-            } else {
-                GpuMatrix::upload_stacked(gpu, file, parts, name)?
+        // Uploads `parts` stacked (or interleaved) by rows and reports progress.
+        let mut load = |parts: &[&TensorInfo], name: &str, rows: Rows| -> Result<GpuMatrix> {
+            let m = match rows {
+                Rows::Stacked => GpuMatrix::upload_stacked(gpu, file, parts, name)?,
+                Rows::Heads(head_dim) => {
+                    GpuMatrix::upload_stacked_grouped(gpu, file, parts, name, head_dim)?
+                }
+                Rows::Interleaved => GpuMatrix::upload_interleaved(gpu, file, parts, name)?,
             };
             done += parts.iter().map(|p| p.n_bytes).sum::<u64>();
             progress(done);
@@ -78,7 +93,7 @@ impl Qwen2Weights {
         let token_embd = load(
             &[matrix_info(names::TOKEN_EMBD, cfg.vocab, cfg.hidden)?],
             names::TOKEN_EMBD,
-            false,
+            Rows::Stacked,
         )?;
         let (h, q, kv, f) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         let mut layers = Vec::with_capacity(cfg.n_layers as usize);
@@ -90,12 +105,16 @@ impl Qwen2Weights {
                 matrix_info(&n(names::ATTN_V), kv, h)?,
             ];
             let wqkv = if qkv.iter().all(|t| t.ggml_type == qkv[0].ggml_type) {
-                QkvWeights::Stacked(load(&qkv, &n("attn_qkv.weight"), false)?)
+                QkvWeights::Stacked(load(
+                    &qkv,
+                    &n("attn_qkv.weight"),
+                    Rows::Heads(cfg.head_dim),
+                )?)
             } else {
                 QkvWeights::Separate([
-                    load(&qkv[..1], &qkv[0].name, false)?,
-                    load(&qkv[1..2], &qkv[1].name, false)?,
-                    load(&qkv[2..], &qkv[2].name, false)?,
+                    load(&qkv[..1], &qkv[0].name, Rows::Stacked)?,
+                    load(&qkv[1..2], &qkv[1].name, Rows::Stacked)?,
+                    load(&qkv[2..], &qkv[2].name, Rows::Stacked)?,
                 ])
             };
             let gate_up = [
@@ -103,11 +122,11 @@ impl Qwen2Weights {
                 matrix_info(&n(names::FFN_UP), f, h)?,
             ];
             let ffn_up = if gate_up[0].ggml_type == gate_up[1].ggml_type {
-                FfnUpWeights::Fused(load(&gate_up, &n("ffn_gate_up.weight"), true)?)
+                FfnUpWeights::Fused(load(&gate_up, &n("ffn_gate_up.weight"), Rows::Interleaved)?)
             } else {
                 FfnUpWeights::Separate {
-                    gate: load(&gate_up[..1], &gate_up[0].name, false)?,
-                    up: load(&gate_up[1..], &gate_up[1].name, false)?,
+                    gate: load(&gate_up[..1], &gate_up[0].name, Rows::Stacked)?,
+                    up: load(&gate_up[1..], &gate_up[1].name, Rows::Stacked)?,
                 }
             };
             let biases = [
@@ -122,14 +141,14 @@ impl Qwen2Weights {
                 wo: load(
                     &[matrix_info(&n(names::ATTN_OUTPUT), h, q)?],
                     &n(names::ATTN_OUTPUT),
-                    false,
+                    Rows::Stacked,
                 )?,
                 ffn_norm: vector(gpu, file, &n(names::FFN_NORM), h)?,
                 ffn_up,
                 w_down: load(
                     &[matrix_info(&n(names::FFN_DOWN), h, f)?],
                     &n(names::FFN_DOWN),
-                    false,
+                    Rows::Stacked,
                 )?,
             });
         }
@@ -140,7 +159,7 @@ impl Qwen2Weights {
             Some(load(
                 &[matrix_info(names::OUTPUT, cfg.vocab, h)?],
                 names::OUTPUT,
-                false,
+                Rows::Stacked,
             )?)
         };
         Ok(Self {
@@ -152,20 +171,47 @@ impl Qwen2Weights {
     }
 }
 
-/// The forward pass as dispatch plans: `body` runs for every batch (prefill chunk or
-/// decode step); `head` turns the batch's last row into the next token.
+/// How `Qwen2Weights::load` lays out a matrix made of one or more GGUF tensors.
+#[derive(Clone, Copy)]
+enum Rows {
+    Stacked,
+    /// Stacked, with row chunks split only between heads of this many rows.
+    Heads(u32),
+    Interleaved,
+}
+
+/// The forward pass as dispatch plans (see `ModelPlans`).
 pub fn build(
     b: &Builder<'_>,
     cfg: &ModelConfig,
     w: &Qwen2Weights,
     s: &StepBuffers,
-) -> Result<(Plan, Plan)> {
-    let shape = AttnShape {
+) -> Result<ModelPlans> {
+    Ok(ModelPlans {
+        prefill: build_prefill(b, cfg, w, s)?,
+        decode: build_decode(b, cfg, w, s)?,
+        head: build_head(b, cfg, w, s)?,
+    })
+}
+
+fn attn_shape(cfg: &ModelConfig, s: &StepBuffers) -> AttnShape {
+    AttnShape {
         n_heads: cfg.n_heads,
         n_kv_heads: cfg.n_kv_heads,
         head_dim: cfg.head_dim,
         ctx: s.ctx,
-    };
+    }
+}
+
+/// Prompt chunks: one kernel per step of the model (norm, GEMVs, rope_kv, ...). This is
+/// where a tiled GEMM and a flash-attention prefill will replace the GEMVs and attention.
+fn build_prefill(
+    b: &Builder<'_>,
+    cfg: &ModelConfig,
+    w: &Qwen2Weights,
+    s: &StepBuffers,
+) -> Result<Plan> {
+    let shape = attn_shape(cfg, s);
     let mut body = Plan::default();
     b.embed(&mut body, &w.token_embd, &s.tokens, &s.x)?;
     for (layer, cache) in w.layers.iter().zip(&s.kv_cache) {
@@ -189,10 +235,7 @@ pub fn build(
         match &layer.ffn_up {
             FfnUpWeights::Fused(w) => b.linear_swiglu(&mut body, w, &s.h, &s.act)?,
             FfnUpWeights::Separate { gate, up } => {
-                let (gate_out, up_out) = s
-                    .gate_up
-                    .as_ref()
-                    .ok_or_else(|| Error::Model("gate/up buffers were not allocated".into()))?;
+                let (gate_out, up_out) = separate_ffn_buffers(s)?;
                 b.linear(&mut body, gate, None, &s.h, gate_out, 0)?;
                 b.linear(&mut body, up, None, &s.h, up_out, 0)?;
                 b.swiglu(&mut body, gate_out, up_out, &s.act)?;
@@ -200,11 +243,118 @@ pub fn build(
         }
         b.linear_residual(&mut body, &layer.w_down, &s.act, &s.x)?;
     }
+    Ok(body)
+}
+
+/// Single-row steps: the RMSNorms fold into the GEMVs that follow them, and RoPE with the
+/// KV append into the QKV GEMV, so a layer with stacked Q/K/V and fused gate/up is five
+/// dispatches. Correct for any number of rows (each row is normed and rotated at
+/// `pos + row`), though meant for one.
+fn build_decode(
+    b: &Builder<'_>,
+    cfg: &ModelConfig,
+    w: &Qwen2Weights,
+    s: &StepBuffers,
+) -> Result<Plan> {
+    let shape = attn_shape(cfg, s);
+    let inv_freq = rope_kv::inv_freq(cfg.rope_theta, cfg.head_dim);
+    let norm = |weight| InputNorm {
+        weight,
+        eps: cfg.rms_eps,
+    };
+    let mut body = Plan::default();
+    b.embed(&mut body, &w.token_embd, &s.tokens, &s.x)?;
+    for (layer, cache) in w.layers.iter().zip(&s.kv_cache) {
+        // Attention block: x += Wo . attn(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv),
+        // h = rmsnorm(x) computed inside the QKV GEMV.
+        let attn_norm = norm(&layer.attn_norm);
+        match &layer.wqkv {
+            QkvWeights::Stacked(wqkv) if b.qkv_rope_unsupported(wqkv, shape).is_none() => {
+                b.norm_qkv_rope_cache(
+                    &mut body,
+                    shape,
+                    attn_norm,
+                    wqkv,
+                    &layer.bqkv,
+                    &s.x,
+                    &s.qkv,
+                    cache,
+                    &inv_freq,
+                )?;
+            }
+            // Fallbacks: mixed Q/K/V types, or a device with too few storage bindings.
+            QkvWeights::Stacked(wqkv) => {
+                b.norm_linear(
+                    &mut body,
+                    attn_norm,
+                    wqkv,
+                    Some(&layer.bqkv),
+                    &s.x,
+                    &s.qkv,
+                    0,
+                )?;
+                b.rope_and_cache(&mut body, shape, &s.qkv, cache, &s.inv_freq)?;
+            }
+            QkvWeights::Separate(ws) => {
+                let mut col = 0;
+                for w in ws {
+                    b.norm_linear(
+                        &mut body,
+                        attn_norm,
+                        w,
+                        Some(&layer.bqkv),
+                        &s.x,
+                        &s.qkv,
+                        col,
+                    )?;
+                    col += w.rows;
+                }
+                b.rope_and_cache(&mut body, shape, &s.qkv, cache, &s.inv_freq)?;
+            }
+        }
+        b.attention(&mut body, shape, &s.qkv, cache, &s.attn)?;
+        b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
+        // MLP block: x += W_down . (silu(W_gate h) * W_up h), h = rmsnorm(x) inside the GEMV.
+        let ffn_norm = norm(&layer.ffn_norm);
+        match &layer.ffn_up {
+            FfnUpWeights::Fused(w) => b.norm_linear_swiglu(&mut body, ffn_norm, w, &s.x, &s.act)?,
+            FfnUpWeights::Separate { gate, up } => {
+                let (gate_out, up_out) = separate_ffn_buffers(s)?;
+                b.norm_linear(&mut body, ffn_norm, gate, None, &s.x, gate_out, 0)?;
+                b.norm_linear(&mut body, ffn_norm, up, None, &s.x, up_out, 0)?;
+                b.swiglu(&mut body, gate_out, up_out, &s.act)?;
+            }
+        }
+        b.linear_residual(&mut body, &layer.w_down, &s.act, &s.x)?;
+    }
+    Ok(body)
+}
+
+/// After either body: the batch's last row through the final norm (folded into the LM
+/// head GEMV) to logits, then the sampler.
+fn build_head(
+    b: &Builder<'_>,
+    cfg: &ModelConfig,
+    w: &Qwen2Weights,
+    s: &StepBuffers,
+) -> Result<Plan> {
     let mut head = Plan::default();
-    b.rms_norm_last_row(&mut head, &s.x, &w.output_norm, &s.x_last, cfg.rms_eps)?;
-    b.linear(&mut head, w.output(), None, &s.x_last, &s.logits, 0)?;
+    let norm = InputNorm {
+        weight: &w.output_norm,
+        eps: cfg.rms_eps,
+    };
+    b.norm_last_row_linear(&mut head, norm, w.output(), &s.x, &s.logits)?;
     b.sample(&mut head, &s.sample_bindings(), cfg.vocab)?;
-    Ok((body, head))
+    Ok(head)
+}
+
+fn separate_ffn_buffers(
+    s: &StepBuffers,
+) -> Result<(&crate::tensor::Activation, &crate::tensor::Activation)> {
+    s.gate_up
+        .as_ref()
+        .map(|(g, u)| (g, u))
+        .ok_or_else(|| Error::Model("gate/up buffers were not allocated".into()))
 }
 
 fn vector_info<'f>(

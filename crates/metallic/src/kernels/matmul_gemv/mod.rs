@@ -1,4 +1,6 @@
-//! GEMV for decode (and, one weight pass per batch row, for simple prefill).
+//! GEMV for decode (and, one weight pass per batch row, for simple prefill), with the
+//! fusions the decode plan uses: an RMSNorm prologue, and bias / residual / SwiGLU /
+//! RoPE + KV-append epilogues.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -17,11 +19,24 @@ pub struct GemvParams {
     pub y_stride: u32,
     pub flags: u32,
     pub blocks_per_row: u32,
+    /// RMSNorm epsilon (with an [`InputNorm`]).
+    pub eps: f32,
+    /// Leading rows computed in RoPE rotation pairs (the QKV epilogue); 0 = none.
+    pub rope_rows: u32,
+    pub head_dim: u32,
+    pub _pad: u32,
 }
 
 pub const FLAG_BIAS: u32 = 1;
 pub const FLAG_ACCUMULATE: u32 = 2;
 pub const FLAG_SWIGLU: u32 = 4;
+pub const FLAG_LAST_ROW: u32 = 8;
+
+/// Storage buffers the QKV + RoPE + KV-append entry points bind (x, y, bias, weights,
+/// norm weight, state, K cache, V cache, and Q8_0's scales), besides 2 uniforms.
+pub fn qkv_rope_storage_buffers(format: WeightFormat) -> u32 {
+    8 + (format == WeightFormat::Q8_0) as u32
+}
 
 /// Tuning knobs, passed to WGSL as override constants.
 #[derive(Clone, Copy, Debug)]
@@ -58,12 +73,36 @@ impl GemvConfig {
         Ok(cfg)
     }
 
-    fn constants(&self) -> [(&'static str, f64); 2] {
+    fn constants(&self, norm: bool) -> [(&'static str, f64); 3] {
         [
             ("COLS_PER_TG", self.cols_per_tg as f64),
             ("WG_SIZE", self.wg_size as f64),
+            ("NORM", norm as u32 as f64),
         ]
     }
+}
+
+/// RMSNorm folded into a GEMV's input: every workgroup computes 1 / rms of its own x row
+/// (the formula of the `rmsnorm` kernel, in f32) and reads x * weight, so the norm costs
+/// no dispatch of its own.
+#[derive(Clone, Copy)]
+pub struct InputNorm<'a> {
+    /// (k) f32, padded to a multiple of 4 floats (as `tensor::upload_vector` does).
+    pub weight: &'a wgpu::Buffer,
+    pub eps: f32,
+}
+
+/// The parts of a GEMV besides y = W x.
+#[derive(Clone, Copy, Default)]
+pub struct GemvOptions<'a> {
+    /// + bias[col..].
+    pub bias: Option<&'a wgpu::Buffer>,
+    /// y += W x (the residual add).
+    pub accumulate: bool,
+    pub norm: Option<InputNorm<'a>>,
+    /// The step state: read only x row `n_rows - 1` and write y row 0, on a one-row grid
+    /// whatever the batch (the LM head).
+    pub last_row: Option<&'a wgpu::Buffer>,
 }
 
 /// y[:, col..] = W x (+ bias[col..]) (+ y): one dispatch per weight chunk, each writing
@@ -79,12 +118,46 @@ pub fn linear(
     accumulate: bool,
     dummy: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
+    let opts = GemvOptions {
+        bias,
+        accumulate,
+        ..Default::default()
+    };
+    linear_with(gpu, cfg, w, x, (y, col), &opts, dummy)
+}
+
+/// `linear` with every option: see [`GemvOptions`].
+pub fn linear_with(
+    gpu: &Gpu,
+    cfg: &GemvConfig,
+    w: &GpuMatrix,
+    x: &Activation,
+    (y, col): (&Activation, u32),
+    opts: &GemvOptions<'_>,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
     if col + w.rows > y.cols {
         return Err(shape_error(w, x, y));
     }
-    let flags =
-        if bias.is_some() { FLAG_BIAS } else { 0 } | if accumulate { FLAG_ACCUMULATE } else { 0 };
-    dispatches(gpu, cfg, w, x, y, col, bias.unwrap_or(dummy), flags)
+    let flags = if opts.bias.is_some() { FLAG_BIAS } else { 0 }
+        | if opts.accumulate { FLAG_ACCUMULATE } else { 0 }
+        | if opts.last_row.is_some() {
+            FLAG_LAST_ROW
+        } else {
+            0
+        };
+    let g = Gemv {
+        w,
+        x,
+        y,
+        col,
+        flags,
+        bias: opts.bias,
+        norm: opts.norm,
+        state: opts.last_row,
+        rope: None,
+    };
+    g.dispatches(gpu, cfg, dummy)
 }
 
 /// act = silu(gate x) * (up x) from a matrix whose rows interleave gate and up
@@ -97,6 +170,19 @@ pub fn linear_swiglu(
     act: &Activation,
     dummy: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
+    linear_swiglu_norm(gpu, cfg, w, x, act, None, dummy)
+}
+
+/// `linear_swiglu` with an optional RMSNorm prologue: norm + gate/up + SwiGLU in one.
+pub fn linear_swiglu_norm(
+    gpu: &Gpu,
+    cfg: &GemvConfig,
+    w: &GpuMatrix,
+    x: &Activation,
+    act: &Activation,
+    norm: Option<InputNorm<'_>>,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
     if w.rows != 2 * act.cols
         || w.chunks
             .iter()
@@ -104,7 +190,123 @@ pub fn linear_swiglu(
     {
         return Err(shape_error(w, x, act));
     }
-    dispatches(gpu, cfg, w, x, act, 0, dummy, FLAG_SWIGLU)
+    let g = Gemv {
+        w,
+        x,
+        y: act,
+        col: 0,
+        flags: FLAG_SWIGLU,
+        bias: None,
+        norm,
+        state: None,
+        rope: None,
+    };
+    g.dispatches(gpu, cfg, dummy)
+}
+
+/// Where the QKV epilogue puts rotated k and v: one layer's KV cache.
+pub struct RopeCacheTarget<'a> {
+    /// The step state: position `pos` + batch row.
+    pub state: &'a wgpu::Buffer,
+    /// (n_kv_heads, head_dim, ctx)
+    pub k_cache: &'a wgpu::Buffer,
+    /// (n_kv_heads, ctx, head_dim)
+    pub v_cache: &'a wgpu::Buffer,
+    /// (head_dim / 2): `rope_kv::inv_freq(theta, head_dim)`.
+    pub inv_freq: &'a [f32],
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    pub ctx: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct RopeParams {
+    n_heads: u32,
+    ctx: u32,
+    _pad: [u32; 2],
+    inv_freq: [[f32; 4]; 32],
+}
+
+/// Why `linear_qkv_rope` cannot take `w` on this device, if it cannot: the matrix must be
+/// Q | K | V stacked, split only between heads, and the device must allow the entry
+/// point's storage buffers per shader stage.
+pub fn qkv_rope_unsupported(
+    gpu: &Gpu,
+    w: &GpuMatrix,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+) -> Option<String> {
+    let need = qkv_rope_storage_buffers(w.format);
+    let have = gpu.limits.max_storage_buffers_per_shader_stage;
+    // Metal counts storage and uniform buffers (2 here) against one limit.
+    let have_all = gpu
+        .limits
+        .max_buffers_and_acceleration_structures_per_shader_stage;
+    if head_dim == 0 || !head_dim.is_multiple_of(2) || head_dim > 256 {
+        Some(format!("head_dim {head_dim} is not even and at most 256"))
+    } else if w.rows != (n_heads + 2 * n_kv_heads) * head_dim {
+        Some(format!(
+            "'{}' has {} rows, not Q | K | V of {n_heads} + 2 x {n_kv_heads} heads of {head_dim}",
+            w.name, w.rows
+        ))
+    } else if w
+        .chunks
+        .iter()
+        .any(|c| !c.first_row.is_multiple_of(head_dim))
+    {
+        Some(format!("'{}' is split inside a head", w.name))
+    } else if have < need || have_all < need + 2 {
+        Some(format!(
+            "the device allows {have} storage buffers ({have_all} buffers) per shader stage, \
+             the fused QKV kernel needs {need} ({})",
+            need + 2
+        ))
+    } else {
+        None
+    }
+}
+
+/// The decode step's attention input in one dispatch per weight chunk: optional RMSNorm of
+/// x, then Q | K | V = W x + bias, NEOX RoPE on the Q and K heads at position
+/// `state.pos + batch row`, rotated q into the Q columns of `qkv` (original order), and
+/// rotated k and v appended to the cache. The K and V columns of `qkv` are not written.
+/// `w` must pass [`qkv_rope_unsupported`] (`GpuMatrix::upload_stacked_grouped` with
+/// `head_dim` keeps heads whole).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_qkv_rope(
+    gpu: &Gpu,
+    cfg: &GemvConfig,
+    w: &GpuMatrix,
+    x: &Activation,
+    norm: Option<InputNorm<'_>>,
+    bias: &wgpu::Buffer,
+    qkv: &Activation,
+    rope: &RopeCacheTarget<'_>,
+    dummy: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
+    if let Some(why) = qkv_rope_unsupported(gpu, w, rope.n_heads, rope.n_kv_heads, rope.head_dim) {
+        return Err(Error::Model(format!(
+            "cannot fuse RoPE into the QKV GEMV: {why}"
+        )));
+    }
+    if w.rows > qkv.cols || rope.inv_freq.len() != (rope.head_dim / 2) as usize {
+        return Err(shape_error(w, x, qkv));
+    }
+    let g = Gemv {
+        w,
+        x,
+        y: qkv,
+        col: 0,
+        flags: FLAG_BIAS,
+        bias: Some(bias),
+        norm,
+        state: Some(rope.state),
+        rope: Some(rope),
+    };
+    g.dispatches(gpu, cfg, dummy)
 }
 
 fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
@@ -114,57 +316,114 @@ fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn dispatches(
-    gpu: &Gpu,
-    cfg: &GemvConfig,
-    w: &GpuMatrix,
-    x: &Activation,
-    y: &Activation,
+/// One GEMV's operands, before they become dispatches.
+struct Gemv<'a> {
+    w: &'a GpuMatrix,
+    x: &'a Activation,
+    y: &'a Activation,
     col: u32,
-    bias: &wgpu::Buffer,
     flags: u32,
-) -> Result<Vec<Dispatch>> {
-    if x.cols != w.k {
-        return Err(shape_error(w, x, y));
-    }
-    let entry = match w.format {
-        WeightFormat::F16 => "gemv_f16",
-        WeightFormat::F32 => "gemv_f32",
-        WeightFormat::Q8_0 => "gemv_q8_0",
-    };
-    let pipeline = gpu.pipeline("matmul_gemv", entry, &cfg.constants())?;
-    let mut out = Vec::with_capacity(w.chunks.len());
-    for chunk in &w.chunks {
-        let params = GemvParams {
-            k: w.k,
-            n: chunk.rows,
-            row_offset: col + chunk.first_row,
-            row_words: w.row_words,
-            x_stride: x.stride,
-            y_stride: y.stride,
-            flags,
-            blocks_per_row: w.blocks_per_row,
-        };
-        let ubuf = uniform_buffer(gpu, "gemv.params", &params);
-        let mut entries = vec![
-            (0, ubuf.as_entire_binding()),
-            (1, x.buf.as_entire_binding()),
-            (2, y.buf.as_entire_binding()),
-            (3, bias.as_entire_binding()),
-            (4, chunk.data.as_entire_binding()),
-        ];
-        if let Some(scales) = &chunk.scales {
-            entries.push((5, scales.as_entire_binding()));
+    bias: Option<&'a wgpu::Buffer>,
+    norm: Option<InputNorm<'a>>,
+    state: Option<&'a wgpu::Buffer>,
+    rope: Option<&'a RopeCacheTarget<'a>>,
+}
+
+impl Gemv<'_> {
+    fn dispatches(
+        &self,
+        gpu: &Gpu,
+        cfg: &GemvConfig,
+        dummy: &wgpu::Buffer,
+    ) -> Result<Vec<Dispatch>> {
+        let (w, x, y) = (self.w, self.x, self.y);
+        if x.cols != w.k {
+            return Err(shape_error(w, x, y));
         }
-        out.push(Dispatch {
-            label: format!("gemv_{}:{}", w.format.name(), short_name(&w.name)),
-            bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
-            pipeline: pipeline.clone(),
-            grid: Grid::PerRow(chunk.rows.div_ceil(cfg.cols_per_tg)),
+        if let Some(norm) = &self.norm {
+            if norm.weight.size() < w.k.next_multiple_of(4) as u64 * 4 {
+                return Err(Error::Model(format!(
+                    "the norm weight before '{}' holds fewer than {} floats (k padded to 4)",
+                    w.name,
+                    w.k.next_multiple_of(4)
+                )));
+            }
+        }
+        let format = w.format.name();
+        let entry = match self.rope {
+            Some(_) => format!("gemv_qkv_rope_{format}"),
+            None => format!("gemv_{format}"),
+        };
+        let pipeline = gpu.pipeline("matmul_gemv", &entry, &cfg.constants(self.norm.is_some()))?;
+        let rope_buf = self.rope.map(|r| {
+            let mut inv_freq = [[0f32; 4]; 32];
+            for (i, f) in r.inv_freq.iter().enumerate() {
+                inv_freq[i / 4][i % 4] = *f;
+            }
+            let params = RopeParams {
+                n_heads: r.n_heads,
+                ctx: r.ctx,
+                _pad: [0; 2],
+                inv_freq,
+            };
+            uniform_buffer(gpu, "gemv.rope", &params)
         });
+        let mut label = format!("gemv_{format}:{}", short_name(&w.name));
+        if self.norm.is_some() {
+            label += "+norm";
+        }
+        if self.rope.is_some() {
+            label += "+rope_kv";
+        }
+        let mut out = Vec::with_capacity(w.chunks.len());
+        for chunk in &w.chunks {
+            let params = GemvParams {
+                k: w.k,
+                n: chunk.rows,
+                row_offset: self.col + chunk.first_row,
+                row_words: w.row_words,
+                x_stride: x.stride,
+                y_stride: y.stride,
+                flags: self.flags,
+                blocks_per_row: w.blocks_per_row,
+                eps: self.norm.map_or(0.0, |n| n.eps),
+                rope_rows: self
+                    .rope
+                    .map_or(0, |r| (r.n_heads + r.n_kv_heads) * r.head_dim),
+                head_dim: self.rope.map_or(0, |r| r.head_dim),
+                _pad: 0,
+            };
+            let ubuf = uniform_buffer(gpu, "gemv.params", &params);
+            let mut entries = vec![
+                (0, ubuf.as_entire_binding()),
+                (1, x.buf.as_entire_binding()),
+                (2, y.buf.as_entire_binding()),
+                (3, self.bias.unwrap_or(dummy).as_entire_binding()),
+                (4, chunk.data.as_entire_binding()),
+                (6, self.norm.map_or(dummy, |n| n.weight).as_entire_binding()),
+                (7, self.state.unwrap_or(dummy).as_entire_binding()),
+            ];
+            if let Some(scales) = &chunk.scales {
+                entries.push((5, scales.as_entire_binding()));
+            }
+            if let (Some(r), Some(rbuf)) = (self.rope, &rope_buf) {
+                entries.push((8, r.k_cache.as_entire_binding()));
+                entries.push((9, r.v_cache.as_entire_binding()));
+                entries.push((10, rbuf.as_entire_binding()));
+            }
+            let groups = chunk.rows.div_ceil(cfg.cols_per_tg);
+            out.push(Dispatch {
+                label: label.clone(),
+                bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
+                pipeline: pipeline.clone(),
+                grid: match self.flags & FLAG_LAST_ROW {
+                    0 => Grid::PerRow(groups),
+                    _ => Grid::Fixed(Grid::PerRow(groups).size(1)),
+                },
+            });
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// `blk.3.attn_q.weight` -> `attn_q`: per-kernel profiles group layers together.

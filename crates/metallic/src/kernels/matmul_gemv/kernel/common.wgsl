@@ -1,9 +1,17 @@
 // GEMV over a row-major weight chunk. A workgroup owns COLS_PER_TG output rows; its
 // subgroups are split across those rows and across K, so the mapping is correct for any
 // subgroup size: a subgroup never straddles two rows.
+//
+// Optional parts, fused so a decode step needs fewer dispatches:
+// - prologue: RMSNorm of the x row (NORM), computed by every workgroup for itself;
+// - epilogues: bias, residual add, SwiGLU pairs (gemv_*), or RoPE on Q and K with the
+//   KV-cache append (gemv_qkv_rope_*, in rope_epilogue.wgsl).
 
 override COLS_PER_TG: u32 = 4u;  // METALLIC_GEMV_COLS_PER_TG: 2, 4 or 8
 override WG_SIZE: u32 = 128u;
+// x is read as rmsnorm(x) * norm_w. A pipeline constant, not a flag, because it changes
+// the inner loop.
+override NORM: bool = false;
 
 struct GemvParams {
     k: u32,              // inner dimension (input features)
@@ -12,19 +20,26 @@ struct GemvParams {
     row_words: u32,      // u32 words per weight row (a multiple of 4: rows are 16-byte aligned)
     x_stride: u32,       // floats between batch rows of x (a multiple of 4)
     y_stride: u32,       // floats between batch rows of y
-    flags: u32,          // FLAG_BIAS | FLAG_ACCUMULATE
+    flags: u32,          // FLAG_*
     blocks_per_row: u32, // Q8_0 only: 32-element blocks (and f16 scales) per row
+    eps: f32,            // NORM: the RMSNorm epsilon
+    rope_rows: u32,      // leading rows (Q and K heads) taken in rotation pairs; 0 = none
+    head_dim: u32,       // with rope_rows: rows per head
+    _pad: u32,
 }
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_ACCUMULATE: u32 = 2u;  // y += W x: the residual add, fused
 const FLAG_SWIGLU: u32 = 4u;      // rows are (gate, up) pairs: y[row / 2] = silu(gate) * up
+const FLAG_LAST_ROW: u32 = 8u;    // read x row state.n_rows - 1, write y row 0 (the LM head)
 
 @group(0) @binding(0) var<uniform> p: GemvParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;        // (rows, x_stride)
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;        // (rows, y_stride)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;           // (row_offset + n)
 @group(0) @binding(4) var<storage, read> weights: array<vec4<u32>>;  // (n, row_words / 4)
+@group(0) @binding(6) var<storage, read> norm_w: array<vec4<f32>>;   // NORM: (k padded to 4)
+@group(0) @binding(7) var<storage, read> state: StepState;           // FLAG_LAST_ROW, rope
 
 var<workgroup> row_partials: array<f32, 256>;
 
@@ -42,9 +57,78 @@ fn tiling(sg_id: u32, n_sg: u32) -> Tiling {
     return Tiling(parts, sg_id / parts, n_sg / parts, sg_id % parts);
 }
 
-fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+// What a workgroup works on, fixed before the dot products.
+struct Setup {
+    group: u32,   // index of the workgroup's COLS_PER_TG-row slice of the chunk
+    t: Tiling,
+    x_row: u32,   // batch row of x read (and the position offset for rope)
+    y_row: u32,   // batch row of y written
+    x4: u32,      // x_row's first vec4 in x
+    scale: f32,   // NORM: 1 / rms(x row), applied to the finished dot products; else 1
+}
+
+fn setup(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sg_id: u32, n_sg: u32, lane: u32) -> Setup {
+    var x_row = wg.y;
+    var y_row = wg.y;
+    if ((p.flags & FLAG_LAST_ROW) != 0u) {
+        x_row = state.n_rows - 1u;
+        y_row = 0u;
+    }
+    let x4 = x_row * p.x_stride / 4u;
+    var scale = 1.0;
+    if (NORM) {
+        scale = inverse_rms(x4, lid, sg_id, n_sg, lane);
+    }
     // Grids wider than 65535 fold into z.
-    return wg.x + wg.z * nwg.x;
+    let group = wg.x + wg.z * nwg.x;
+    return Setup(group, tiling(sg_id, n_sg), x_row, y_row, x4, scale);
+}
+
+// 1 / sqrt(mean(x^2) + eps) of the row at x4: the formula of the rmsnorm kernel, in f32.
+// Every workgroup computes it for itself; the row is a few thousand floats at most.
+fn inverse_rms(x4: u32, lid: u32, sg_id: u32, n_sg: u32, lane: u32) -> f32 {
+    let n4 = p.k / 4u;
+    var ss = 0.0;
+    for (var i = lid; i < n4; i += WG_SIZE) {
+        let v = x[x4 + i];
+        ss += dot(v, v);
+    }
+    for (var k = n4 * 4u + lid; k < p.k; k += WG_SIZE) {
+        let v = x[x4 + k / 4u][k % 4u];
+        ss += v * v;
+    }
+    let total = workgroup_sum(ss, sg_id, n_sg, lane);
+    return inverseSqrt(total / f32(p.k) + p.eps);
+}
+
+// x[x4 + i] as the dot products see it: times the norm weight with NORM (the 1 / rms
+// factor is applied to the finished sums).
+fn x_vec(x4: u32, i: u32) -> vec4<f32> {
+    if (NORM) {
+        return x[x4 + i] * norm_w[i];
+    }
+    return x[x4 + i];
+}
+
+fn x_scalar(x4: u32, k: u32) -> f32 {
+    let v = x[x4 + k / 4u][k % 4u];
+    if (NORM) {
+        return v * norm_w[k / 4u][k % 4u];
+    }
+    return v;
+}
+
+// The weight row (in this chunk) behind output row `row` of the chunk. Below
+// p.rope_rows, rows come in rotation pairs: row 2j of a head reads weight row j and row
+// 2j + 1 reads row j + head_dim / 2, so one workgroup owns both halves of a pair
+// (COLS_PER_TG is even and chunks start at head boundaries).
+fn weight_row(row: u32) -> u32 {
+    let v = p.row_offset + row;
+    if (v >= p.rope_rows) {
+        return row;
+    }
+    let j = v % p.head_dim;
+    return row - j + j / 2u + (j & 1u) * (p.head_dim / 2u);
 }
 
 fn store_partial(t: Tiling, r: u32, s: f32, lane: u32) {
@@ -53,42 +137,41 @@ fn store_partial(t: Tiling, r: u32, s: f32, lane: u32) {
     }
 }
 
-fn finish_rows(group: u32, batch_row: u32, lid: u32, parts: u32) {
+// The finished dot product of the workgroup's row r (after the barrier).
+fn row_sum(su: Setup, r: u32) -> f32 {
+    var s = 0.0;
+    for (var j = 0u; j < su.t.parts; j++) {
+        s += row_partials[r * su.t.parts + j];
+    }
+    return s * su.scale;
+}
+
+fn finish_rows(su: Setup, lid: u32) {
     workgroupBarrier();
     if (lid >= COLS_PER_TG) {
         return;
     }
-    let row = group * COLS_PER_TG + lid;
+    let row = su.group * COLS_PER_TG + lid;
     if (row >= p.n) {
         return;
     }
-    var s = 0.0;
-    for (var j = 0u; j < parts; j++) {
-        s += row_partials[lid * parts + j];
-    }
+    var s = row_sum(su, lid);
     if ((p.flags & FLAG_SWIGLU) != 0u) {
         // COLS_PER_TG is even and chunks split between pairs, so the up row is ours too.
         if ((lid & 1u) != 0u) {
             return;
         }
-        var up = 0.0;
-        for (var j = 0u; j < parts; j++) {
-            up += row_partials[(lid + 1u) * parts + j];
-        }
-        y[batch_row * p.y_stride + (p.row_offset + row) / 2u] = s / (1.0 + exp(-s)) * up;
+        let up = row_sum(su, lid + 1u);
+        y[su.y_row * p.y_stride + (p.row_offset + row) / 2u] = s / (1.0 + exp(-s)) * up;
         return;
     }
     let out_row = p.row_offset + row;
     if ((p.flags & FLAG_BIAS) != 0u) {
         s += bias[out_row];
     }
-    let yi = batch_row * p.y_stride + out_row;
+    let yi = su.y_row * p.y_stride + out_row;
     if ((p.flags & FLAG_ACCUMULATE) != 0u) {
         s += y[yi];
     }
     y[yi] = s;
-}
-
-fn x_scalar(x4: u32, k: u32) -> f32 {
-    return x[x4 + k / 4u][k % 4u];
 }

@@ -8,7 +8,7 @@ fn dot_row_f16(row: u32, x4: u32, first: u32, step: u32) -> f32 {
         let w = weights[base + i];
         let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
         let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
-        acc += dot(lo, x[x4 + 2u * i]) + dot(hi, x[x4 + 2u * i + 1u]);
+        acc += dot(lo, x_vec(x4, 2u * i)) + dot(hi, x_vec(x4, 2u * i + 1u));
     }
     // K not divisible by 8: the tail, one half at a time.
     for (var k = n8 * 8u + first; k < p.k; k += step) {
@@ -23,12 +23,37 @@ fn dot_row_f32(row: u32, x4: u32, first: u32, step: u32) -> f32 {
     let n4 = p.k / 4u;
     var acc = 0.0;
     for (var i = first; i < n4; i += step) {
-        acc += dot(bitcast<vec4<f32>>(weights[base + i]), x[x4 + i]);
+        acc += dot(bitcast<vec4<f32>>(weights[base + i]), x_vec(x4, i));
     }
     for (var k = n4 * 4u + first; k < p.k; k += step) {
         acc += bitcast<f32>(weights[base + k / 4u][k % 4u]) * x_scalar(x4, k);
     }
     return acc;
+}
+
+// Each subgroup's share of the workgroup's rows, into row_partials.
+fn partials_f16(su: Setup, lane: u32, sg_size: u32) {
+    let t = su.t;
+    for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
+        let row = su.group * COLS_PER_TG + r;
+        var acc = 0.0;
+        if (row < p.n) {
+            acc = dot_row_f16(weight_row(row), su.x4, t.part * sg_size + lane, t.parts * sg_size);
+        }
+        store_partial(t, r, subgroupAdd(acc), lane);
+    }
+}
+
+fn partials_f32(su: Setup, lane: u32, sg_size: u32) {
+    let t = su.t;
+    for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
+        let row = su.group * COLS_PER_TG + r;
+        var acc = 0.0;
+        if (row < p.n) {
+            acc = dot_row_f32(weight_row(row), su.x4, t.part * sg_size + lane, t.parts * sg_size);
+        }
+        store_partial(t, r, subgroupAdd(acc), lane);
+    }
 }
 
 @compute @workgroup_size(WG_SIZE)
@@ -41,18 +66,9 @@ fn gemv_f16(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg_size: u32,
 ) {
-    let group = group_index(wg, nwg);
-    let t = tiling(sg_id, n_sg);
-    let x4 = wg.y * p.x_stride / 4u;
-    for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
-        let row = group * COLS_PER_TG + r;
-        var acc = 0.0;
-        if (row < p.n) {
-            acc = dot_row_f16(row, x4, t.part * sg_size + lane, t.parts * sg_size);
-        }
-        store_partial(t, r, subgroupAdd(acc), lane);
-    }
-    finish_rows(group, wg.y, lid, t.parts);
+    let su = setup(wg, nwg, lid, sg_id, n_sg, lane);
+    partials_f16(su, lane, sg_size);
+    finish_rows(su, lid);
 }
 
 @compute @workgroup_size(WG_SIZE)
@@ -65,16 +81,37 @@ fn gemv_f32(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg_size: u32,
 ) {
-    let group = group_index(wg, nwg);
-    let t = tiling(sg_id, n_sg);
-    let x4 = wg.y * p.x_stride / 4u;
-    for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
-        let row = group * COLS_PER_TG + r;
-        var acc = 0.0;
-        if (row < p.n) {
-            acc = dot_row_f32(row, x4, t.part * sg_size + lane, t.parts * sg_size);
-        }
-        store_partial(t, r, subgroupAdd(acc), lane);
-    }
-    finish_rows(group, wg.y, lid, t.parts);
+    let su = setup(wg, nwg, lid, sg_id, n_sg, lane);
+    partials_f32(su, lane, sg_size);
+    finish_rows(su, lid);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn gemv_qkv_rope_f16(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+) {
+    let su = setup(wg, nwg, lid, sg_id, n_sg, lane);
+    partials_f16(su, lane, sg_size);
+    finish_rope(su, lid);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn gemv_qkv_rope_f32(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+) {
+    let su = setup(wg, nwg, lid, sg_id, n_sg, lane);
+    partials_f32(su, lane, sg_size);
+    finish_rope(su, lid);
 }

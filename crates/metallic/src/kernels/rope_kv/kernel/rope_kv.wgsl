@@ -20,15 +20,6 @@ struct RopeParams {
 @group(0) @binding(6) var<storage, read_write> v_cache: array<f32>;  // (n_kv_heads, ctx, head_dim)
 @group(0) @binding(7) var<storage, read> inv_freq: array<f32>;       // (head_dim / 2), from theta
 
-const TWO_PI_HI: f32 = 6.28125;                 // exact in 8 bits, so k * TWO_PI_HI is exact
-const TWO_PI_LO: f32 = 0.0019353071795864769;   // 2*pi - TWO_PI_HI
-
-// GPU sin/cos lose accuracy far from zero; positions reach tens of thousands of radians.
-fn reduce_angle(a: f32) -> f32 {
-    let n = round(a / 6.283185307179586);
-    return (a - n * TWO_PI_HI) - n * TWO_PI_LO;
-}
-
 @compute @workgroup_size(64)
 fn rope_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wg.x;
@@ -36,10 +27,9 @@ fn rope_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let pos = state.pos + m;
     let half_dim = p.head_dim / 2u;
     for (var i = lid; i < half_dim; i += 64u) {
-        // Same rounding as the reference models: the angle is an f32 product.
-        let angle = reduce_angle(f32(pos) * inv_freq[i]);
-        let c = cos(angle);
-        let s = sin(angle);
+        let cs = rope_cos_sin(pos, inv_freq[i]);
+        let c = cs.x;
+        let s = cs.y;
         if (h < p.n_heads) {
             let b = m * p.stride + h * p.head_dim + i;
             let x0 = qkv[b];
