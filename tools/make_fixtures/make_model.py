@@ -128,13 +128,17 @@ def parse_args():
             p.add_argument(flag, type=typ, default=None)
     p.add_argument("--name", help="model name (default: preset name)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], help="safetensors dtype (preset default)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="safetensors dtype (preset default)")
     p.add_argument("--init-std", type=float, default=0.0,
                    help="std of linear weights; 0 (default) = 1/sqrt(fan_in), so every layer matters")
     p.add_argument("--embed-std", type=float, default=0.1, help="std of token_embd (and of lm_head when tied)")
     p.add_argument("--bias-std", type=float, default=0.3, help="std of q/k/v biases (HF init would make them 0)")
     p.add_argument("--norm-std", type=float, default=0.1, help="norm weights = 1 + N(0, norm-std)")
     p.add_argument("--device", default="cpu", help="torch device used for init (cpu|cuda); weights differ per device")
+    p.add_argument("--fast-init", action="store_true",
+                   help="benchmark models: allocate directly in --dtype (no float32 copy, no HF init) and fill "
+                        "each tensor by tiling one seeded N(0,1) pool of 2^24+ values at a random offset, scaled "
+                        "as above (~1 GB/s per core instead of ~0.05; same scales, not the same values)")
     p.add_argument("--out-dir", type=Path, default=HERE.parent.parent / "models")
     p.add_argument("--hf-root", type=Path, default=None, help="where the HF dir goes (default <out-dir>/hf)")
     p.add_argument("--converter", type=Path, default=None, help="path to convert_hf_to_gguf.py")
@@ -210,6 +214,39 @@ def random_init_(model, seed, std, embed_std, bias_std, norm_std, device):
                 p.normal_(0.0, std if std > 0 else 1.0 / math.sqrt(p.shape[1]), generator=gen)
 
 
+def fast_init_(model, seed, std, embed_std, bias_std, norm_std):
+    """Like random_init_ (same per-tensor scales, sorted-name order), but every tensor is a slice of
+    one seeded N(0,1) pool, tiled from a random offset: memory speed instead of the generator's."""
+    import math
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    pool_n = (1 << 24) + 4099   # odd length: consecutive rows start at different pool phases
+    with torch.no_grad():
+        pools = {}
+        for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            if p.dtype not in pools:
+                pools[p.dtype] = torch.randn(pool_n, generator=gen).to(p.dtype)
+            pool = pools[p.dtype]
+            flat = p.data.view(-1)
+            n = flat.numel()
+            off = int(torch.randint(0, pool_n, (1,), generator=gen))
+            i = 0
+            while i < n:
+                k = min(pool_n - off, n - i)
+                flat[i:i + k].copy_(pool[off:off + k])
+                i += k
+                off = 0
+            if name.endswith("norm.weight"):
+                p.mul_(norm_std).add_(1.0)
+            elif name.endswith(".bias"):
+                p.mul_(bias_std)
+            elif "embed_tokens" in name:
+                p.mul_(embed_std)
+            else:
+                assert p.dim() == 2, name
+                p.mul_(std if std > 0 else 1.0 / math.sqrt(p.shape[1]))
+
+
 def patch_config_json(hf_dir: Path, vals: dict, dtype: str):
     """Make config.json readable by both transformers 4.x/5.x and the converter: keep the
     legacy top-level rope_theta next to 5.x's rope_parameters, and both dtype spellings."""
@@ -235,10 +272,20 @@ def build_hf(args, vals, dtype, hf_dir: Path, tok_dir: Path):
 
     t0 = time.time()
     cfg = make_hf_config(vals)
-    with torch.device(args.device):
-        model = Qwen2ForCausalLM(cfg)
-    model.eval()
-    random_init_(model, args.seed, args.init_std, args.embed_std, args.bias_std, args.norm_std, args.device)
+    if args.fast_init:
+        # Built on the meta device (no memory, no HF init), then allocated uninitialised in the
+        # target dtype; to_empty unties shared parameters, so tie them again.
+        with torch.device("meta"):
+            model = Qwen2ForCausalLM(cfg)
+        model = model.to(getattr(torch, dtype)).to_empty(device="cpu")
+        model.tie_weights()
+        model.eval()
+        fast_init_(model, args.seed, args.init_std, args.embed_std, args.bias_std, args.norm_std)
+    else:
+        with torch.device(args.device):
+            model = Qwen2ForCausalLM(cfg)
+        model.eval()
+        random_init_(model, args.seed, args.init_std, args.embed_std, args.bias_std, args.norm_std, args.device)
     if cfg.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "tie failed"
     n_params = sum(p.numel() for p in model.parameters())
@@ -257,7 +304,7 @@ def build_hf(args, vals, dtype, hf_dir: Path, tok_dir: Path):
     shutil.copy(tok_dir / "tokenizer_config.json", hf_dir / "tokenizer_config.json")
     (hf_dir / "metallic_fixture.json").write_text(json.dumps(dict(
         preset=args.preset, seed=args.seed, dtype=dtype, init_std=args.init_std or "1/sqrt(fan_in)",
-        embed_std=args.embed_std, bias_std=args.bias_std,
+        embed_std=args.embed_std, bias_std=args.bias_std, **({"fast_init": True} if args.fast_init else {}),
         norm_std=args.norm_std, init_device=args.device, config=vals,
         transformers=transformers.__version__, torch=torch.__version__,
     ), indent=2) + "\n")
@@ -269,18 +316,23 @@ def convert(converter: Path, hf_dir: Path, out_dir: Path, name: str, outtypes, p
     outs = []
     for ot in outtypes:
         out = out_dir / f"{name}-{ot}.gguf"
-        cmd = [sys.executable, str(converter), str(hf_dir), "--outtype", ot, "--outfile", str(out)]
+        # written under a temporary name and renamed once complete: a killed run leaves no
+        # truncated OUT file behind
+        part = out_dir / f".{name}-{ot}.gguf.part"
+        cmd = [sys.executable, str(converter), str(hf_dir), "--outtype", ot, "--outfile", str(part)]
         print("[make_model] $ " + " ".join(cmd), flush=True)
         log = open(out_dir / f".{name}-{ot}.convert.log", "w")
         t0 = time.time()
         pr = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        procs.append((pr, ot, out, log, t0))
+        procs.append((pr, ot, out, part, log, t0))
         if not parallel:
             pr.wait()
     rc = 0
-    for pr, ot, out, log, t0 in procs:
+    for pr, ot, out, part, log, t0 in procs:
         pr.wait()
         log.close()
+        if pr.returncode == 0:
+            part.replace(out)
         if pr.returncode != 0:
             rc = pr.returncode
             print(f"[make_model] converter failed for {ot}; log:", flush=True)
