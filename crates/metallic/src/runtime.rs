@@ -10,6 +10,8 @@ use metallic_gguf::GgufFile;
 use crate::error::{Error, Result};
 use crate::gpu::profile::{KernelTime, Profiler};
 use crate::gpu::{read_buffer, storage_buffer, uniform_buffer, Gpu, GpuOptions, Plan};
+use crate::kernels::attention::{AttnShape, DecodeScratch};
+use crate::kernels::matmul_gemm::GemmConfig;
 use crate::kernels::matmul_gemv::GemvConfig;
 use crate::kernels::rope_kv;
 use crate::kernels::sampling::{self, SampleBindings, SampleParams};
@@ -59,6 +61,8 @@ pub struct StepBuffers {
     pub logits: Activation, // (1, vocab)
     pub kv_cache: Vec<KvCacheLayer>,
     pub inv_freq: wgpu::Buffer, // (head_dim / 2)
+    /// Per-chunk partials of split decode attention, shared by every layer.
+    pub attn_scratch: DecodeScratch,
     pub dummy: wgpu::Buffer,
 }
 
@@ -105,6 +109,15 @@ impl StepBuffers {
             logits: act("logits", 1, cfg.vocab)?,
             kv_cache,
             inv_freq: inv_freq_buf,
+            attn_scratch: DecodeScratch::new(
+                gpu,
+                &AttnShape {
+                    n_heads: cfg.n_heads,
+                    n_kv_heads: cfg.n_kv_heads,
+                    head_dim: cfg.head_dim,
+                    ctx,
+                },
+            )?,
             dummy: storage_buffer(gpu, "dummy", 16),
         })
     }
@@ -234,6 +247,7 @@ impl Engine {
         let builder = Builder {
             gpu: &gpu,
             gemv: GemvConfig::from_env()?,
+            gemm: GemmConfig::from_env(&gpu)?,
             state: &buffers.state,
             dummy: &buffers.dummy,
         };

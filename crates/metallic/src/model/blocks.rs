@@ -3,8 +3,11 @@
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Plan};
+use crate::kernels::matmul_gemm::GemmConfig;
 use crate::kernels::matmul_gemv::{GemvConfig, GemvOptions, InputNorm, RopeCacheTarget};
-use crate::kernels::{attention, elementwise, embedding, matmul_gemv, rmsnorm, rope_kv, sampling};
+use crate::kernels::{
+    attention, elementwise, embedding, matmul_gemm, matmul_gemv, rmsnorm, rope_kv, sampling,
+};
 use crate::tensor::{Activation, GpuMatrix};
 
 pub use crate::kernels::attention::{AttnShape, DecodeScratch};
@@ -13,6 +16,8 @@ pub use crate::kernels::attention::{AttnShape, DecodeScratch};
 pub struct Builder<'a> {
     pub gpu: &'a Gpu,
     pub gemv: GemvConfig,
+    /// The tiled GEMM of prefill chunks (cooperative-matrix or portable path).
+    pub gemm: GemmConfig,
     /// Per-step state (`StepState` in WGSL).
     pub state: &'a wgpu::Buffer,
     /// Bound where a kernel's optional input (a bias) is absent.
@@ -28,6 +33,51 @@ impl Builder<'_> {
         out: &Activation,
     ) -> Result<()> {
         for d in embedding::embed(self.gpu, table, tokens, out)? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// y[:, col..col + rows(W)] = X W^T + bias[col..] for every row of a prefill chunk:
+    /// a tiled GEMM, so each weight tile is read once per tile of batch rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        plan: &mut Plan,
+        w: &GpuMatrix,
+        bias: Option<&wgpu::Buffer>,
+        x: &Activation,
+        y: &Activation,
+        col: u32,
+        accumulate: bool,
+    ) -> Result<()> {
+        for d in matmul_gemm::linear(
+            self.gpu,
+            &self.gemm,
+            self.state,
+            w,
+            x,
+            (y, col),
+            bias,
+            accumulate,
+            self.dummy,
+        )? {
+            plan.push(d);
+        }
+        Ok(())
+    }
+
+    /// act = silu(X W_gate^T) * (X W_up^T) over a prefill chunk, from interleaved rows.
+    pub fn matmul_swiglu(
+        &self,
+        plan: &mut Plan,
+        w: &GpuMatrix,
+        x: &Activation,
+        act: &Activation,
+    ) -> Result<()> {
+        for d in
+            matmul_gemm::linear_swiglu(self.gpu, &self.gemm, self.state, w, x, act, self.dummy)?
+        {
             plan.push(d);
         }
         Ok(())

@@ -203,8 +203,8 @@ fn attn_shape(cfg: &ModelConfig, s: &StepBuffers) -> AttnShape {
     }
 }
 
-/// Prompt chunks: one kernel per step of the model (norm, GEMVs, rope_kv, ...). This is
-/// where a tiled GEMM and a flash-attention prefill will replace the GEMVs and attention.
+/// Prompt chunks: tiled GEMMs (each weight tile read once per tile of rows, not once per
+/// row), RoPE + KV append, and causal flash attention over the chunk's query tiles.
 fn build_prefill(
     b: &Builder<'_>,
     cfg: &ModelConfig,
@@ -218,38 +218,40 @@ fn build_prefill(
         // Attention block: x += Wo . attn(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv)
         b.rms_norm(&mut body, &s.x, &layer.attn_norm, &s.h, cfg.rms_eps)?;
         match &layer.wqkv {
-            QkvWeights::Stacked(w) => b.linear(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, 0)?,
+            QkvWeights::Stacked(w) => {
+                b.matmul(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, 0, false)?
+            }
             QkvWeights::Separate(ws) => {
                 let mut col = 0;
                 for w in ws {
-                    b.linear(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, col)?;
+                    b.matmul(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, col, false)?;
                     col += w.rows;
                 }
             }
         }
         b.rope_and_cache(&mut body, shape, &s.qkv, cache, &s.inv_freq)?;
-        b.attention(&mut body, shape, &s.qkv, cache, &s.attn)?;
-        b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
+        b.attention_prefill(&mut body, shape, &s.qkv, cache, &s.attn)?;
+        b.matmul(&mut body, &layer.wo, None, &s.attn, &s.x, 0, true)?;
         // MLP block: x += W_down . (silu(W_gate h) * W_up h)
         b.rms_norm(&mut body, &s.x, &layer.ffn_norm, &s.h, cfg.rms_eps)?;
         match &layer.ffn_up {
-            FfnUpWeights::Fused(w) => b.linear_swiglu(&mut body, w, &s.h, &s.act)?,
+            FfnUpWeights::Fused(w) => b.matmul_swiglu(&mut body, w, &s.h, &s.act)?,
             FfnUpWeights::Separate { gate, up } => {
                 let (gate_out, up_out) = separate_ffn_buffers(s)?;
-                b.linear(&mut body, gate, None, &s.h, gate_out, 0)?;
-                b.linear(&mut body, up, None, &s.h, up_out, 0)?;
+                b.matmul(&mut body, gate, None, &s.h, gate_out, 0, false)?;
+                b.matmul(&mut body, up, None, &s.h, up_out, 0, false)?;
                 b.swiglu(&mut body, gate_out, up_out, &s.act)?;
             }
         }
-        b.linear_residual(&mut body, &layer.w_down, &s.act, &s.x)?;
+        b.matmul(&mut body, &layer.w_down, None, &s.act, &s.x, 0, true)?;
     }
     Ok(body)
 }
 
 /// Single-row steps: the RMSNorms fold into the GEMVs that follow them, and RoPE with the
-/// KV append into the QKV GEMV, so a layer with stacked Q/K/V and fused gate/up is five
-/// dispatches. Correct for any number of rows (each row is normed and rotated at
-/// `pos + row`), though meant for one.
+/// KV append into the QKV GEMV, and attention is split over positions (two dispatches),
+/// so a layer with stacked Q/K/V and fused gate/up is six dispatches. One row only: split
+/// attention reads row 0 at `state.pos`.
 fn build_decode(
     b: &Builder<'_>,
     cfg: &ModelConfig,
@@ -312,7 +314,7 @@ fn build_decode(
                 b.rope_and_cache(&mut body, shape, &s.qkv, cache, &s.inv_freq)?;
             }
         }
-        b.attention(&mut body, shape, &s.qkv, cache, &s.attn)?;
+        b.attention_decode(&mut body, shape, &s.qkv, cache, &s.attn, &s.attn_scratch)?;
         b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
         // MLP block: x += W_down . (silu(W_gate h) * W_up h), h = rmsnorm(x) inside the GEMV.
         let ffn_norm = norm(&layer.ffn_norm);
