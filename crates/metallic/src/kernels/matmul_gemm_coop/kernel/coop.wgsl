@@ -1,14 +1,14 @@
 // Cooperative-matrix GEMM. A workgroup of 128 threads computes a CM x CN tile (batch rows
 // x outputs) with WARPS_M x WARPS_N warp slots, each a 32 x 64 block held as 2 x 4
 // accumulators of 16 x 16 f32. The tile shape is chosen per matrix by the host (override
-// constants): 64 x 128 (4 slots) for wide matrices, smaller tiles (fewer slots, the other
-// subgroups only staging) where the wide tile would leave most of the GPU idle.
+// constants): 64 x 128 (2 x 2 slots of 32 x 64) for wide matrices, 64 x 64 (2 x 2 slots of
+// 32 x 32, WTN = 32) for narrow ones; tiles with fewer slots leave the other subgroups to
+// staging only.
 //
 // K advances CK = 64 at a time: x (converted to f16) and W (f16; F32 rounded, Q8_0
-// dequantized) are staged in workgroup memory as vec4<f16> (one 8- or 16-byte access per
-// store, and 16-byte aligned rows for the cooperative loads), and the next stage's global
-// loads are issued into registers before the current stage's multiplies, to hide their
-// latency.
+// dequantized) are staged in workgroup memory as vec4<f16> (one 8-byte store per 4
+// halves, and 16-byte aligned rows for the cooperative loads). With PREFETCH_X/W the
+// next stage's global loads are issued into registers before the current stage's multiplies.
 //
 // Any subgroup size: slot s goes to subgroup s % n_sg in sweep s / n_sg. With 32-wide
 // subgroups (NVIDIA, AMD wave32, Apple) the 128 threads hold every slot in one sweep.
@@ -17,9 +17,15 @@
 
 override WARPS_M: u32 = 2u;  // 1 or 2
 override WARPS_N: u32 = 2u;  // 1 or 2
+override WTN: u32 = 64u;     // outputs per warp slot: 64 (2 x 4 accumulators) or 32 (2 x 2)
+// Hold the next stage's global loads of x (PREFETCH_X) or W (PREFETCH_W) in registers
+// over the current stage's multiplies. Off by default: on an H100 the extra live registers
+// (up to 64 per thread) cost more (1.6-1.8x slower with both) than the exposed latency.
+override PREFETCH_X: bool = false;
+override PREFETCH_W: bool = false;
 override WARPS: u32 = WARPS_M * WARPS_N;
 override CM: u32 = 32u * WARPS_M;  // batch rows per workgroup
-override CN: u32 = 64u * WARPS_N;  // outputs per workgroup
+override CN: u32 = WTN * WARPS_N;  // outputs per workgroup: 64 or 128
 const CK: u32 = 64u;        // K per stage
 const LDSV: u32 = 18u;      // vec4<f16> pitch of a staged row: 64 halves + 8 of padding;
                             // 144 bytes puts 8 consecutive rows on distinct banks
@@ -89,7 +95,7 @@ fn scale_q8_0(o: vec2<u32>, k0: u32, u: u32) -> f32 {
     return half_at(scales[h / 2u], h);
 }
 
-fn fetch(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>) {
+fn fetch_xs(o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>) {
     let t = C_THREADS;
     (*st).x[0] = fetch_x(o, k0, lid, 0u, rows);
     (*st).x[1] = fetch_x(o, k0, lid, 1u, rows);
@@ -101,6 +107,10 @@ fn fetch(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function,
         (*st).x[6] = fetch_x(o, k0, lid + 3u * t, 0u, rows);
         (*st).x[7] = fetch_x(o, k0, lid + 3u * t, 1u, rows);
     }
+}
+
+fn fetch_ws(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
+    let t = C_THREADS;
     switch fmt {
         case FMT_F16: {
             (*st).w[0] = fetch_f16(o, k0, lid);
@@ -251,7 +261,7 @@ fn gemm_coop(
         let slot = sweep * n_sg + sg_id;
         let owner = slot < WARPS;  // uniform in the subgroup, as cooperative ops require
         let xa = (slot / WARPS_N) * 32u * LDSV;
-        let wb = (slot % WARPS_N) * 64u * LDSV;
+        let wb = (slot % WARPS_N) * WTN * LDSV;
         // c{i}{j}: batch rows 16 i.., outputs 16 j.. of the slot's 32 x 64 block
         var c00 = coop_mat16x16<f32, C>();
         var c01 = coop_mat16x16<f32, C>();
@@ -262,13 +272,28 @@ fn gemm_coop(
         var c12 = coop_mat16x16<f32, C>();
         var c13 = coop_mat16x16<f32, C>();
         var st: Stage;
-        fetch(fmt, o, 0u, lid, rows, &st);
+        if (PREFETCH_X) {
+            fetch_xs(o, 0u, lid, rows, &st);
+        }
+        if (PREFETCH_W) {
+            fetch_ws(fmt, o, 0u, lid, &st);
+        }
         for (var k0 = 0u; k0 < p.k; k0 += CK) {
             workgroupBarrier();  // the previous stage's multiplies are done with xs, ws
+            if (!PREFETCH_X) {
+                fetch_xs(o, k0, lid, rows, &st);
+            }
+            if (!PREFETCH_W) {
+                fetch_ws(fmt, o, k0, lid, &st);
+            }
             stash(fmt, o, k0, lid, &st);
             workgroupBarrier();
-            if (k0 + CK < p.k) {
-                fetch(fmt, o, k0 + CK, lid, rows, &st);
+            let next = k0 + CK < p.k;
+            if (PREFETCH_X && next) {
+                fetch_xs(o, k0 + CK, lid, rows, &st);
+            }
+            if (PREFETCH_W && next) {
+                fetch_ws(fmt, o, k0 + CK, lid, &st);
             }
             if (owner) {
                 // A = x rows (row-major, K contiguous); B = W^T: W rows are B's columns,
@@ -280,16 +305,18 @@ fn gemm_coop(
                     let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
                     let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
                     let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
-                    let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
-                    let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
                     c00 = coopMultiplyAdd(a0, b0, c00);
                     c01 = coopMultiplyAdd(a0, b1, c01);
-                    c02 = coopMultiplyAdd(a0, b2, c02);
-                    c03 = coopMultiplyAdd(a0, b3, c03);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
-                    c12 = coopMultiplyAdd(a1, b2, c12);
-                    c13 = coopMultiplyAdd(a1, b3, c13);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
                 }
                 {
                     let ko = 4u;
@@ -297,16 +324,18 @@ fn gemm_coop(
                     let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
                     let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
                     let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
-                    let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
-                    let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
                     c00 = coopMultiplyAdd(a0, b0, c00);
                     c01 = coopMultiplyAdd(a0, b1, c01);
-                    c02 = coopMultiplyAdd(a0, b2, c02);
-                    c03 = coopMultiplyAdd(a0, b3, c03);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
-                    c12 = coopMultiplyAdd(a1, b2, c12);
-                    c13 = coopMultiplyAdd(a1, b3, c13);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
                 }
                 {
                     let ko = 8u;
@@ -314,16 +343,18 @@ fn gemm_coop(
                     let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
                     let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
                     let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
-                    let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
-                    let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
                     c00 = coopMultiplyAdd(a0, b0, c00);
                     c01 = coopMultiplyAdd(a0, b1, c01);
-                    c02 = coopMultiplyAdd(a0, b2, c02);
-                    c03 = coopMultiplyAdd(a0, b3, c03);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
-                    c12 = coopMultiplyAdd(a1, b2, c12);
-                    c13 = coopMultiplyAdd(a1, b3, c13);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
                 }
                 {
                     let ko = 12u;
@@ -331,16 +362,18 @@ fn gemm_coop(
                     let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
                     let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
                     let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
-                    let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
-                    let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
                     c00 = coopMultiplyAdd(a0, b0, c00);
                     c01 = coopMultiplyAdd(a0, b1, c01);
-                    c02 = coopMultiplyAdd(a0, b2, c02);
-                    c03 = coopMultiplyAdd(a0, b3, c03);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
-                    c12 = coopMultiplyAdd(a1, b2, c12);
-                    c13 = coopMultiplyAdd(a1, b3, c13);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
                 }
 
             }
@@ -350,7 +383,7 @@ fn gemm_coop(
         // barriers are workgroup-wide (cs is workgroup memory), so every subgroup takes
         // them, owners or not.
         let mb = o.x + (slot / WARPS_N) * 32u;
-        let nb = o.y + (slot % WARPS_N) * 64u;
+        let nb = o.y + (slot % WARPS_N) * WTN;
         let at = slot * 512u;
         if (owner) {
             coopStoreT(c00, &cs[at], 32u);
@@ -360,25 +393,27 @@ fn gemm_coop(
         drain(owner, slot, mb, nb, rows, lane, sg_size);
         workgroupBarrier();
         if (owner) {
-            coopStoreT(c02, &cs[at], 32u);
-            coopStoreT(c03, &cs[at + 16u], 32u);
-        }
-        workgroupBarrier();
-        drain(owner, slot, mb, nb + 32u, rows, lane, sg_size);
-        workgroupBarrier();
-        if (owner) {
             coopStoreT(c10, &cs[at], 32u);
             coopStoreT(c11, &cs[at + 16u], 32u);
         }
         workgroupBarrier();
         drain(owner, slot, mb + 16u, nb, rows, lane, sg_size);
-        workgroupBarrier();
-        if (owner) {
-            coopStoreT(c12, &cs[at], 32u);
-            coopStoreT(c13, &cs[at + 16u], 32u);
+        if (WTN > 32u) {
+            workgroupBarrier();
+            if (owner) {
+                coopStoreT(c02, &cs[at], 32u);
+                coopStoreT(c03, &cs[at + 16u], 32u);
+            }
+            workgroupBarrier();
+            drain(owner, slot, mb, nb + 32u, rows, lane, sg_size);
+            workgroupBarrier();
+            if (owner) {
+                coopStoreT(c12, &cs[at], 32u);
+                coopStoreT(c13, &cs[at + 16u], 32u);
+            }
+            workgroupBarrier();
+            drain(owner, slot, mb + 16u, nb + 32u, rows, lane, sg_size);
         }
-        workgroupBarrier();
-        drain(owner, slot, mb + 16u, nb + 32u, rows, lane, sg_size);
     }
 }
 
