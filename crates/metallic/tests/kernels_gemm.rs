@@ -436,3 +436,24 @@ fn gemm_path_from_env() {
         Err(e) => assert!(!gpu.coop_matrix_f16 && e.to_string().contains("cooperative")),
     }
 }
+
+#[test]
+fn coop_tile_names_and_choice() {
+    use metallic::kernels::matmul_gemm_coop::CoopTile;
+    let t = |s| CoopTile::parse(s).map(|t| (t.shape(), t.prefetch_x, t.prefetch_w));
+    assert_eq!(t("64x128"), Some(((64, 128), false, false)));
+    assert_eq!(t("32x64"), Some(((32, 64), false, false)));
+    assert_eq!(t("64x64w"), Some(((64, 64), false, false)));
+    assert_eq!(t("32x64w-pf"), Some(((32, 64), true, true)));
+    assert_eq!(t("64x128-pw"), Some(((64, 128), false, true)));
+    assert_eq!(t("32x128-px"), Some(((32, 128), true, false)));
+    for bad in ["", "64", "16x128", "64x32", "64x128w", "64x128-np"] {
+        assert_eq!(CoopTile::parse(bad), None, "{bad}");
+    }
+    assert_eq!(CoopTile::for_outputs(896), CoopTile::NARROW);
+    assert_eq!(CoopTile::for_outputs(1152), CoopTile::WIDE);
+    assert_eq!(
+        CoopTile::WIDE.shape(),
+        metallic::kernels::matmul_gemm_coop::TILE
+    );
+}

@@ -16,7 +16,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
-use crate::kernels::matmul_gemm_coop;
+use crate::kernels::matmul_gemm_coop::{self, CoopTile};
 use crate::kernels::matmul_gemv::short_name;
 use crate::tensor::{Activation, GpuMatrix, WeightFormat};
 
@@ -94,7 +94,8 @@ impl GemmConfig {
         }
     }
 
-    /// (batch rows, outputs) per workgroup.
+    /// (batch rows, outputs) per workgroup of the widest tile (the coop path picks a
+    /// narrower one for narrow matrices: [`matmul_gemm_coop::CoopTile::for_outputs`]).
     pub fn tile(&self) -> (u32, u32) {
         match self.path {
             GemmPath::Portable => PORTABLE_TILE,
@@ -175,6 +176,20 @@ fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
     ))
 }
 
+/// `METALLIC_GEMM_COOP_TILE=64x128|64x64|32x128|32x64` forces the coop path's tile (for
+/// benchmarks); unset or `auto` picks it per matrix.
+fn coop_tile_from_env() -> Result<Option<CoopTile>> {
+    match std::env::var("METALLIC_GEMM_COOP_TILE") {
+        Err(_) => Ok(None),
+        Ok(v) if v.trim().is_empty() || v.trim() == "auto" => Ok(None),
+        Ok(v) => CoopTile::parse(&v).map(Some).ok_or_else(|| {
+            Error::Invalid(format!(
+                "METALLIC_GEMM_COOP_TILE must be auto, 64x128, 64x64, 32x128 or 32x64, got '{v}'"
+            ))
+        }),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn dispatches(
     gpu: &Gpu,
@@ -192,10 +207,19 @@ fn dispatches(
         return Err(shape_error(w, x, y));
     }
     let (family, entry) = cfg.pipeline_name(w.format);
-    let pipeline = gpu.pipeline(family, &entry, &[])?;
-    let (tile_rows, tile_n) = cfg.tile();
+    let forced = coop_tile_from_env()?;
     let mut out = Vec::with_capacity(w.chunks.len());
     for chunk in &w.chunks {
+        let (pipeline, (tile_rows, tile_n)) = match cfg.path {
+            GemmPath::Portable => (gpu.pipeline(family, &entry, &[])?, cfg.tile()),
+            GemmPath::Coop => {
+                let tile = forced.unwrap_or_else(|| CoopTile::for_outputs(chunk.rows));
+                (
+                    gpu.pipeline(family, &entry, &tile.constants())?,
+                    tile.shape(),
+                )
+            }
+        };
         let params = GemmParams {
             k: w.k,
             n: chunk.rows,

@@ -1,183 +1,215 @@
-// Cooperative-matrix GEMM. A workgroup computes a 64 x 128 tile (batch rows x outputs):
-// WARPS_M x WARPS_N warp slots, each a 32 x 64 block held as 2 x 4 accumulators of
-// 16 x 16 f32. K advances 32 at a time: x (converted to f16) and W (f16; F32 rounded,
-// Q8_0 dequantized) are staged in workgroup memory, and the next stage's global loads are
-// issued into registers before the current stage's multiplies, to hide their latency.
+// Cooperative-matrix GEMM. A workgroup of 128 threads computes a CM x CN tile (batch rows
+// x outputs) with WARPS_M x WARPS_N warp slots, each a 32 x 64 block held as 2 x 4
+// accumulators of 16 x 16 f32. The tile shape is chosen per matrix by the host (override
+// constants): 64 x 128 (2 x 2 slots of 32 x 64) for wide matrices, 64 x 64 (2 x 2 slots of
+// 32 x 32, WTN = 32) for narrow ones; tiles with fewer slots leave the other subgroups to
+// staging only.
+//
+// K advances CK = 64 at a time: x (converted to f16) and W (f16; F32 rounded, Q8_0
+// dequantized) are staged in workgroup memory as vec4<f16> (one 8-byte store per 4
+// halves, and 16-byte aligned rows for the cooperative loads). With PREFETCH_X/W the
+// next stage's global loads are issued into registers before the current stage's multiplies.
 //
 // Any subgroup size: slot s goes to subgroup s % n_sg in sweep s / n_sg. With 32-wide
-// subgroups (NVIDIA, AMD wave32, Apple) the 128 threads are exactly the 4 slots, one sweep.
+// subgroups (NVIDIA, AMD wave32, Apple) the 128 threads hold every slot in one sweep.
 // Wider subgroups take two sweeps (each re-stages the tiles); narrower ones leave the
 // extra subgroups to help with staging only.
 
-const WM: u32 = 32u;        // batch rows per warp slot
-const WN: u32 = 64u;        // outputs per warp slot
-const WARPS_M: u32 = 2u;
-const WARPS_N: u32 = 2u;
-const WARPS: u32 = 4u;      // WARPS_M * WARPS_N
-const CM: u32 = 64u;        // WM * WARPS_M: batch rows per workgroup
-const CN: u32 = 128u;       // WN * WARPS_N: outputs per workgroup
-const CK: u32 = 32u;        // K per stage
-const LDS: u32 = 40u;       // f16 pitch of a staged row: 80 bytes keeps rows 16-byte
-                            // aligned and puts 8 consecutive rows on distinct banks
+override WARPS_M: u32 = 2u;  // 1 or 2
+override WARPS_N: u32 = 2u;  // 1 or 2
+override WTN: u32 = 64u;     // outputs per warp slot: 64 (2 x 4 accumulators) or 32 (2 x 2)
+// Hold the next stage's global loads of x (PREFETCH_X) or W (PREFETCH_W) in registers
+// over the current stage's multiplies. Off by default: on an H100 the extra live registers
+// (up to 64 per thread) cost more (1.6-1.8x slower with both) than the exposed latency.
+override PREFETCH_X: bool = false;
+override PREFETCH_W: bool = false;
+override WARPS: u32 = WARPS_M * WARPS_N;
+override CM: u32 = 32u * WARPS_M;  // batch rows per workgroup
+override CN: u32 = WTN * WARPS_N;  // outputs per workgroup: 64 or 128
+const CK: u32 = 64u;        // K per stage
+const LDSV: u32 = 18u;      // vec4<f16> pitch of a staged row: 64 halves + 8 of padding;
+                            // 144 bytes puts 8 consecutive rows on distinct banks
 const C_THREADS: u32 = 128u;
 
 @group(0) @binding(5) var<storage, read> weights: array<vec4<u32>>;  // (n, row_words / 4)
 
-var<workgroup> xs: array<f16, 2560>;  // (CM, LDS): xs[r * LDS + kk] = x[m0 + r, k0 + kk]
-var<workgroup> ws: array<f16, 5120>;  // (CN, LDS): ws[r * LDS + kk] = W[n0 + r, k0 + kk]
+var<workgroup> xs: array<vec4<f16>, 1152>;  // (64, LDSV): x[m0 + r, k0 + 4 j..]
+var<workgroup> ws: array<vec4<f16>, 2304>;  // (128, LDSV): W[n0 + r, k0 + 4 j..]
 var<workgroup> cs: array<f32, 2048>;  // (WARPS, 16, 32): two accumulators per slot on their way out
 
 // One stage's global loads, held in registers between `fetch` and `stash`. Loops over
 // these are written out with literal indices: naga's loop guards could keep a driver from
 // unrolling them, and a dynamically indexed array would leave registers for memory.
+// The staged unit is a vector of 8 halves (two vec4<f16>): the x tile has CM * 8 of
+// them, 2 or 4 per thread; the W tile CN * 8, 4 or 8 per thread.
 struct Stage {
-    x: array<vec4<f32>, 4>,   // 64 rows x 32 floats = 512 vec4 over 128 threads
-    w: array<vec4<u32>, 8>,   // F16: 4 (8 halves each); F32: 8 (4 floats); Q8_0: 2 (16 bytes)
-    d: array<f32, 2>,         // Q8_0 scales of w[0], w[1]
+    x: array<vec4<f32>, 8>,   // vector i: x[2 i], x[2 i + 1]
+    w: array<vec4<u32>, 8>,   // F16: vector i; Q8_0: 16 bytes (16 weights) each, 2 or 4
+    d: array<f32, 4>,         // Q8_0 scales of w[i]
 }
 
-// Vector `idx` (0..512) of the stage's x tile: row idx / 8, floats 4 (idx % 8)...
-fn fetch_x(o: vec2<u32>, k0: u32, idx: u32, rows: u32) -> vec4<f32> {
-    return x_quad(o.x + idx / 8u, k0 + 4u * (idx % 8u), rows);
+// Vector v of the x tile: row v / 8, floats 8 (v % 8)...; half h (0, 1) of it.
+fn fetch_x(o: vec2<u32>, k0: u32, v: u32, h: u32, rows: u32) -> vec4<f32> {
+    return x_quad(o.x + v / 8u, k0 + 8u * (v % 8u) + 4u * h, rows);
 }
 
 // Weight rows are padded with zeros to a multiple of 4 words, so a vector that starts
 // before K needs no further guard.
 
-// F16: vector idx (0..512) is row idx / 4, halves 8 (idx % 4)...
-fn fetch_f16(o: vec2<u32>, k0: u32, idx: u32) -> vec4<u32> {
-    let n = o.y + idx / 4u;
-    let k = k0 + 8u * (idx % 4u);
+// F16: vector v is row v / 8, halves 8 (v % 8)...
+fn fetch_f16(o: vec2<u32>, k0: u32, v: u32) -> vec4<u32> {
+    let n = o.y + v / 8u;
+    let k = k0 + 8u * (v % 8u);
     if (n >= p.n || k >= p.k) {
         return vec4<u32>(0u);
     }
     return weights[(n * p.row_words + k / 2u) / 4u];
 }
 
-// F32: vector idx (0..1024) is row idx / 8, floats 4 (idx % 8)...
-fn fetch_f32(o: vec2<u32>, k0: u32, idx: u32) -> vec4<u32> {
-    let n = o.y + idx / 8u;
-    let k = k0 + 4u * (idx % 8u);
+// F32: floats 4 h.. of vector v (not prefetched: loaded while staging).
+fn fetch_f32(o: vec2<u32>, k0: u32, v: u32, h: u32) -> vec4<u32> {
+    let n = o.y + v / 8u;
+    let k = k0 + 8u * (v % 8u) + 4u * h;
     if (n >= p.n || k >= p.k) {
         return vec4<u32>(0u);
     }
     return weights[(n * p.row_words + k) / 4u];
 }
 
-// Q8_0: K is a multiple of 32, so a stage is one block per row; vector idx (0..256) is
-// row idx / 2, bytes 16 (idx % 2)...
-fn fetch_q8_0(o: vec2<u32>, k0: u32, idx: u32) -> vec4<u32> {
-    let n = o.y + idx / 2u;
-    if (n >= p.n) {
+// Q8_0: K is a multiple of 32; unit u (16 bytes) is row u / 4, weights 16 (u % 4)..
+// of the stage, in block k0 / 32 + (u % 4) / 2.
+fn fetch_q8_0(o: vec2<u32>, k0: u32, u: u32) -> vec4<u32> {
+    let n = o.y + u / 4u;
+    if (n >= p.n || k0 + 16u * (u % 4u) >= p.k) {
         return vec4<u32>(0u);
     }
-    return weights[(n * p.row_words + k0 / 4u) / 4u + idx % 2u];
+    return weights[(n * p.row_words + k0 / 4u) / 4u + u % 4u];
 }
 
-fn scale_q8_0(o: vec2<u32>, k0: u32, idx: u32) -> f32 {
-    let n = o.y + idx / 2u;
-    if (n >= p.n) {
+fn scale_q8_0(o: vec2<u32>, k0: u32, u: u32) -> f32 {
+    let n = o.y + u / 4u;
+    if (n >= p.n || k0 + 16u * (u % 4u) >= p.k) {
         return 0.0;
     }
-    let h = n * p.blocks_per_row + k0 / 32u;
+    let h = n * p.blocks_per_row + k0 / 32u + (u % 4u) / 2u;
     return half_at(scales[h / 2u], h);
 }
 
-fn fetch(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>) {
+fn fetch_xs(o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>) {
     let t = C_THREADS;
-    (*st).x[0] = fetch_x(o, k0, lid, rows);
-    (*st).x[1] = fetch_x(o, k0, lid + t, rows);
-    (*st).x[2] = fetch_x(o, k0, lid + 2u * t, rows);
-    (*st).x[3] = fetch_x(o, k0, lid + 3u * t, rows);
+    (*st).x[0] = fetch_x(o, k0, lid, 0u, rows);
+    (*st).x[1] = fetch_x(o, k0, lid, 1u, rows);
+    (*st).x[2] = fetch_x(o, k0, lid + t, 0u, rows);
+    (*st).x[3] = fetch_x(o, k0, lid + t, 1u, rows);
+    if (CM > 32u) {
+        (*st).x[4] = fetch_x(o, k0, lid + 2u * t, 0u, rows);
+        (*st).x[5] = fetch_x(o, k0, lid + 2u * t, 1u, rows);
+        (*st).x[6] = fetch_x(o, k0, lid + 3u * t, 0u, rows);
+        (*st).x[7] = fetch_x(o, k0, lid + 3u * t, 1u, rows);
+    }
+}
+
+fn fetch_ws(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
+    let t = C_THREADS;
     switch fmt {
         case FMT_F16: {
             (*st).w[0] = fetch_f16(o, k0, lid);
             (*st).w[1] = fetch_f16(o, k0, lid + t);
             (*st).w[2] = fetch_f16(o, k0, lid + 2u * t);
             (*st).w[3] = fetch_f16(o, k0, lid + 3u * t);
+            if (CN > 64u) {
+                (*st).w[4] = fetch_f16(o, k0, lid + 4u * t);
+                (*st).w[5] = fetch_f16(o, k0, lid + 5u * t);
+                (*st).w[6] = fetch_f16(o, k0, lid + 6u * t);
+                (*st).w[7] = fetch_f16(o, k0, lid + 7u * t);
+            }
         }
-        case FMT_F32: {
-            (*st).w[0] = fetch_f32(o, k0, lid);
-            (*st).w[1] = fetch_f32(o, k0, lid + t);
-            (*st).w[2] = fetch_f32(o, k0, lid + 2u * t);
-            (*st).w[3] = fetch_f32(o, k0, lid + 3u * t);
-            (*st).w[4] = fetch_f32(o, k0, lid + 4u * t);
-            (*st).w[5] = fetch_f32(o, k0, lid + 5u * t);
-            (*st).w[6] = fetch_f32(o, k0, lid + 6u * t);
-            (*st).w[7] = fetch_f32(o, k0, lid + 7u * t);
-        }
+        case FMT_F32: {}
         default: {
             (*st).w[0] = fetch_q8_0(o, k0, lid);
             (*st).w[1] = fetch_q8_0(o, k0, lid + t);
             (*st).d[0] = scale_q8_0(o, k0, lid);
             (*st).d[1] = scale_q8_0(o, k0, lid + t);
+            if (CN > 64u) {
+                (*st).w[2] = fetch_q8_0(o, k0, lid + 2u * t);
+                (*st).w[3] = fetch_q8_0(o, k0, lid + 3u * t);
+                (*st).d[2] = scale_q8_0(o, k0, lid + 2u * t);
+                (*st).d[3] = scale_q8_0(o, k0, lid + 3u * t);
+            }
         }
     }
 }
 
-fn put_x4(at: u32, v: vec4<f16>) {
-    xs[at] = v.x;
-    xs[at + 1u] = v.y;
-    xs[at + 2u] = v.z;
-    xs[at + 3u] = v.w;
+// Vector v of a tile goes to row v / 8, vec4s 2 (v % 8) and 2 (v % 8) + 1.
+fn at_v(v: u32) -> u32 {
+    return (v / 8u) * LDSV + 2u * (v % 8u);
 }
 
-fn put_w4(at: u32, v: vec4<f16>) {
-    ws[at] = v.x;
-    ws[at + 1u] = v.y;
-    ws[at + 2u] = v.z;
-    ws[at + 3u] = v.w;
+fn stash_x(v: u32, a: vec4<f32>, b: vec4<f32>) {
+    let at = at_v(v);
+    xs[at] = vec4<f16>(a);
+    xs[at + 1u] = vec4<f16>(b);
 }
 
-fn stash_x(idx: u32, v: vec4<f32>) {
-    put_x4((idx / 8u) * LDS + 4u * (idx % 8u), vec4<f16>(v));
+fn halves(a: u32, b: u32) -> vec4<f16> {
+    // (naga types a bitcast to f16 vectors wrongly; f16 -> f32 -> f16 is exact)
+    return vec4<f16>(vec4<f32>(unpack2x16float(a), unpack2x16float(b)));
 }
 
-fn stash_f16(idx: u32, w: vec4<u32>) {
-    let at = (idx / 4u) * LDS + 8u * (idx % 4u);
-    // f16 -> f32 -> f16 is exact.
-    put_w4(at, vec4<f16>(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y))));
-    put_w4(at + 4u, vec4<f16>(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w))));
+fn stash_f16(v: u32, w: vec4<u32>) {
+    let at = at_v(v);
+    ws[at] = halves(w.x, w.y);
+    ws[at + 1u] = halves(w.z, w.w);
 }
 
-fn stash_f32(idx: u32, w: vec4<u32>) {
-    put_w4((idx / 8u) * LDS + 4u * (idx % 8u), vec4<f16>(bitcast<vec4<f32>>(w)));
+fn stash_f32(o: vec2<u32>, k0: u32, v: u32) {
+    let at = at_v(v);
+    ws[at] = vec4<f16>(bitcast<vec4<f32>>(fetch_f32(o, k0, v, 0u)));
+    ws[at + 1u] = vec4<f16>(bitcast<vec4<f32>>(fetch_f32(o, k0, v, 1u)));
 }
 
-fn stash_q8_0(idx: u32, w: vec4<u32>, d: f32) {
-    let at = (idx / 2u) * LDS + 16u * (idx % 2u);
-    put_w4(at, vec4<f16>(d * unpack_i8x4(w.x)));
-    put_w4(at + 4u, vec4<f16>(d * unpack_i8x4(w.y)));
-    put_w4(at + 8u, vec4<f16>(d * unpack_i8x4(w.z)));
-    put_w4(at + 12u, vec4<f16>(d * unpack_i8x4(w.w)));
+// Unit u (16 weights) goes to row u / 4, vec4s 4 (u % 4)...
+fn stash_q8_0(u: u32, w: vec4<u32>, d: f32) {
+    let at = (u / 4u) * LDSV + 4u * (u % 4u);
+    ws[at] = vec4<f16>(d * unpack_i8x4(w.x));
+    ws[at + 1u] = vec4<f16>(d * unpack_i8x4(w.y));
+    ws[at + 2u] = vec4<f16>(d * unpack_i8x4(w.z));
+    ws[at + 3u] = vec4<f16>(d * unpack_i8x4(w.w));
 }
 
-fn stash(fmt: u32, lid: u32, st: ptr<function, Stage>) {
+fn stash(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
     let t = C_THREADS;
-    stash_x(lid, (*st).x[0]);
-    stash_x(lid + t, (*st).x[1]);
-    stash_x(lid + 2u * t, (*st).x[2]);
-    stash_x(lid + 3u * t, (*st).x[3]);
+    stash_x(lid, (*st).x[0], (*st).x[1]);
+    stash_x(lid + t, (*st).x[2], (*st).x[3]);
+    if (CM > 32u) {
+        stash_x(lid + 2u * t, (*st).x[4], (*st).x[5]);
+        stash_x(lid + 3u * t, (*st).x[6], (*st).x[7]);
+    }
     switch fmt {
         case FMT_F16: {
             stash_f16(lid, (*st).w[0]);
             stash_f16(lid + t, (*st).w[1]);
             stash_f16(lid + 2u * t, (*st).w[2]);
             stash_f16(lid + 3u * t, (*st).w[3]);
+            if (CN > 64u) {
+                stash_f16(lid + 4u * t, (*st).w[4]);
+                stash_f16(lid + 5u * t, (*st).w[5]);
+                stash_f16(lid + 6u * t, (*st).w[6]);
+                stash_f16(lid + 7u * t, (*st).w[7]);
+            }
         }
         case FMT_F32: {
-            stash_f32(lid, (*st).w[0]);
-            stash_f32(lid + t, (*st).w[1]);
-            stash_f32(lid + 2u * t, (*st).w[2]);
-            stash_f32(lid + 3u * t, (*st).w[3]);
-            stash_f32(lid + 4u * t, (*st).w[4]);
-            stash_f32(lid + 5u * t, (*st).w[5]);
-            stash_f32(lid + 6u * t, (*st).w[6]);
-            stash_f32(lid + 7u * t, (*st).w[7]);
+            for (var i = 0u; i < CN / 16u; i++) {
+                stash_f32(o, k0, lid + i * t);
+            }
         }
         default: {
             stash_q8_0(lid, (*st).w[0], (*st).d[0]);
             stash_q8_0(lid + t, (*st).w[1], (*st).d[1]);
+            if (CN > 64u) {
+                stash_q8_0(lid + 2u * t, (*st).w[2], (*st).d[2]);
+                stash_q8_0(lid + 3u * t, (*st).w[3], (*st).d[3]);
+            }
         }
     }
 }
@@ -228,8 +260,8 @@ fn gemm_coop(
     for (var sweep = 0u; sweep < sweeps; sweep++) {
         let slot = sweep * n_sg + sg_id;
         let owner = slot < WARPS;  // uniform in the subgroup, as cooperative ops require
-        let xa = (slot / WARPS_N) * WM * LDS;
-        let wb = (slot % WARPS_N) * WN * LDS;
+        let xa = (slot / WARPS_N) * 32u * LDSV;
+        let wb = (slot % WARPS_N) * WTN * LDSV;
         // c{i}{j}: batch rows 16 i.., outputs 16 j.. of the slot's 32 x 64 block
         var c00 = coop_mat16x16<f32, C>();
         var c01 = coop_mat16x16<f32, C>();
@@ -240,60 +272,118 @@ fn gemm_coop(
         var c12 = coop_mat16x16<f32, C>();
         var c13 = coop_mat16x16<f32, C>();
         var st: Stage;
-        fetch(fmt, o, 0u, lid, rows, &st);
+        if (PREFETCH_X) {
+            fetch_xs(o, 0u, lid, rows, &st);
+        }
+        if (PREFETCH_W) {
+            fetch_ws(fmt, o, 0u, lid, &st);
+        }
         for (var k0 = 0u; k0 < p.k; k0 += CK) {
             workgroupBarrier();  // the previous stage's multiplies are done with xs, ws
-            stash(fmt, lid, &st);
+            if (!PREFETCH_X) {
+                fetch_xs(o, k0, lid, rows, &st);
+            }
+            if (!PREFETCH_W) {
+                fetch_ws(fmt, o, k0, lid, &st);
+            }
+            stash(fmt, o, k0, lid, &st);
             workgroupBarrier();
-            if (k0 + CK < p.k) {
-                fetch(fmt, o, k0 + CK, lid, rows, &st);
+            let next = k0 + CK < p.k;
+            if (PREFETCH_X && next) {
+                fetch_xs(o, k0 + CK, lid, rows, &st);
+            }
+            if (PREFETCH_W && next) {
+                fetch_ws(fmt, o, k0 + CK, lid, &st);
             }
             if (owner) {
                 // A = x rows (row-major, K contiguous); B = W^T: W rows are B's columns,
-                // so B loads column-major from the same layout. The stage's two K steps
-                // of 16 are written out (see Stage).
+                // so B loads column-major from the same layout. Strides and offsets count
+                // vec4<f16>. The stage's four K steps of 16 are written out (see Stage).
                 {
-                    let kk = 0u;
-                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + kk], LDS);
-                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDS + kk], LDS);
-                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + kk], LDS);
-                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDS + kk], LDS);
-                    let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDS + kk], LDS);
-                    let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDS + kk], LDS);
+                    let ko = 0u;
+                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
+                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
+                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
+                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
                     c00 = coopMultiplyAdd(a0, b0, c00);
                     c01 = coopMultiplyAdd(a0, b1, c01);
-                    c02 = coopMultiplyAdd(a0, b2, c02);
-                    c03 = coopMultiplyAdd(a0, b3, c03);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
-                    c12 = coopMultiplyAdd(a1, b2, c12);
-                    c13 = coopMultiplyAdd(a1, b3, c13);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
                 }
                 {
-                    let kk = 16u;
-                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + kk], LDS);
-                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDS + kk], LDS);
-                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + kk], LDS);
-                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDS + kk], LDS);
-                    let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDS + kk], LDS);
-                    let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDS + kk], LDS);
+                    let ko = 4u;
+                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
+                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
+                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
+                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
                     c00 = coopMultiplyAdd(a0, b0, c00);
                     c01 = coopMultiplyAdd(a0, b1, c01);
-                    c02 = coopMultiplyAdd(a0, b2, c02);
-                    c03 = coopMultiplyAdd(a0, b3, c03);
                     c10 = coopMultiplyAdd(a1, b0, c10);
                     c11 = coopMultiplyAdd(a1, b1, c11);
-                    c12 = coopMultiplyAdd(a1, b2, c12);
-                    c13 = coopMultiplyAdd(a1, b3, c13);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
                 }
+                {
+                    let ko = 8u;
+                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
+                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
+                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
+                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
+                    c00 = coopMultiplyAdd(a0, b0, c00);
+                    c01 = coopMultiplyAdd(a0, b1, c01);
+                    c10 = coopMultiplyAdd(a1, b0, c10);
+                    c11 = coopMultiplyAdd(a1, b1, c11);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
+                }
+                {
+                    let ko = 12u;
+                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
+                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
+                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
+                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
+                    c00 = coopMultiplyAdd(a0, b0, c00);
+                    c01 = coopMultiplyAdd(a0, b1, c01);
+                    c10 = coopMultiplyAdd(a1, b0, c10);
+                    c11 = coopMultiplyAdd(a1, b1, c11);
+                    if (WTN > 32u) {
+                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                        c02 = coopMultiplyAdd(a0, b2, c02);
+                        c03 = coopMultiplyAdd(a0, b3, c03);
+                        c12 = coopMultiplyAdd(a1, b2, c12);
+                        c13 = coopMultiplyAdd(a1, b3, c13);
+                    }
+                }
+
             }
         }
         // Out through workgroup memory, two accumulators (16 x 32) at a time, so the
         // epilogue sees plain (row, output) indices whatever the fragment layout. The
         // barriers are workgroup-wide (cs is workgroup memory), so every subgroup takes
         // them, owners or not.
-        let mb = o.x + (slot / WARPS_N) * WM;
-        let nb = o.y + (slot % WARPS_N) * WN;
+        let mb = o.x + (slot / WARPS_N) * 32u;
+        let nb = o.y + (slot % WARPS_N) * WTN;
         let at = slot * 512u;
         if (owner) {
             coopStoreT(c00, &cs[at], 32u);
@@ -303,25 +393,27 @@ fn gemm_coop(
         drain(owner, slot, mb, nb, rows, lane, sg_size);
         workgroupBarrier();
         if (owner) {
-            coopStoreT(c02, &cs[at], 32u);
-            coopStoreT(c03, &cs[at + 16u], 32u);
-        }
-        workgroupBarrier();
-        drain(owner, slot, mb, nb + 32u, rows, lane, sg_size);
-        workgroupBarrier();
-        if (owner) {
             coopStoreT(c10, &cs[at], 32u);
             coopStoreT(c11, &cs[at + 16u], 32u);
         }
         workgroupBarrier();
         drain(owner, slot, mb + 16u, nb, rows, lane, sg_size);
-        workgroupBarrier();
-        if (owner) {
-            coopStoreT(c12, &cs[at], 32u);
-            coopStoreT(c13, &cs[at + 16u], 32u);
+        if (WTN > 32u) {
+            workgroupBarrier();
+            if (owner) {
+                coopStoreT(c02, &cs[at], 32u);
+                coopStoreT(c03, &cs[at + 16u], 32u);
+            }
+            workgroupBarrier();
+            drain(owner, slot, mb, nb + 32u, rows, lane, sg_size);
+            workgroupBarrier();
+            if (owner) {
+                coopStoreT(c12, &cs[at], 32u);
+                coopStoreT(c13, &cs[at + 16u], 32u);
+            }
+            workgroupBarrier();
+            drain(owner, slot, mb + 16u, nb + 32u, rows, lane, sg_size);
         }
-        workgroupBarrier();
-        drain(owner, slot, mb + 16u, nb + 32u, rows, lane, sg_size);
     }
 }
 
