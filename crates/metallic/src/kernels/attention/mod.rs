@@ -249,10 +249,12 @@ impl PrefillTiles {
             t.validate(gpu, head_dim)?;
             return Ok(t);
         }
-        // Largest first. 32 KiB of workgroup memory holds the first of each list.
+        // Fastest first, as measured on an H100 at pp512 (tools/device/sweep_knobs.sh:
+        // hd 64: 32,64,16 +13% over 64,32,8; hd 128: 32,32,8 +30% over 32,16,8). The first
+        // that fits the device's workgroup memory wins (32,32,8 at hd 128 needs 36 KiB).
         let candidates: &[(u32, u32, u32)] = match head_dim {
-            0..=64 => &[(64, 32, 8), (32, 32, 8), (16, 16, 4)],
-            65..=128 => &[(32, 16, 8), (16, 16, 8), (8, 16, 8)],
+            0..=64 => &[(32, 64, 16), (64, 32, 8), (32, 32, 8), (16, 16, 4)],
+            65..=128 => &[(32, 32, 8), (32, 16, 8), (16, 16, 8), (8, 16, 8)],
             _ => &[(8, 16, 16), (4, 16, 16)],
         };
         candidates
