@@ -34,6 +34,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
@@ -59,4 +60,16 @@ fn open_gguf(path: &Path) -> Result<metallic_gguf::GgufFile, String> {
         ));
     }
     metallic_gguf::GgufFile::open(path).map_err(|e| e.to_string())
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`metallic bench ... | head`)
+/// would panic; the default action ends the process quietly, as other command-line
+/// tools do.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
