@@ -33,9 +33,8 @@ pub struct GemmParams {
     pub blocks_per_row: u32,
 }
 
-pub const FLAG_BIAS: u32 = 1;
-pub const FLAG_ACCUMULATE: u32 = 2;
-pub const FLAG_SWIGLU: u32 = 4;
+// The epilogue flags are the GEMV's: both kernels apply the same bias / residual / SwiGLU.
+pub use crate::kernels::matmul_gemv::{FLAG_ACCUMULATE, FLAG_BIAS, FLAG_SWIGLU};
 
 /// The portable kernel's output tile: batch rows x outputs per workgroup.
 pub const PORTABLE_TILE: (u32, u32) = (64, 64);
