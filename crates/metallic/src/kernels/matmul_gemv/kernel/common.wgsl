@@ -57,17 +57,6 @@ fn tiling(sg_id: u32, n_sg: u32) -> Tiling {
     return Tiling(parts, sg_id / parts, n_sg / parts, sg_id % parts);
 }
 
-// The quantized and F16 kernels instead give every subgroup all of the workgroup's rows
-// over its own slice of K, so each x vector it loads serves every row (x is f32: 4 bytes
-// per weight against 1 for Q8_0 and 2 for F16). Used when the partials fit.
-// All rows in every subgroup, each subgroup a slice of K, when the partials fit.
-fn shared_x_tiling(t: Tiling, sg_id: u32, n_sg: u32) -> Tiling {
-    if (n_sg * COLS_PER_TG > 256u) {
-        return t;
-    }
-    return Tiling(n_sg, 0u, 1u, sg_id);
-}
-
 // What a workgroup works on, fixed before the dot products.
 struct Setup {
     group: u32,   // index of the workgroup's COLS_PER_TG-row slice of the chunk

@@ -1,5 +1,23 @@
 // F16 and F32 weights. F16 rows are read 8 halves (16 bytes) per lane per step.
 
+fn dot_row_f16(row: u32, x4: u32, first: u32, step: u32) -> f32 {
+    let base = row * (p.row_words / 4u);
+    let n8 = p.k / 8u;
+    var acc = 0.0;
+    for (var i = first; i < n8; i += step) {
+        let w = weights[base + i];
+        let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+        let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+        acc += dot(lo, x_vec(x4, 2u * i)) + dot(hi, x_vec(x4, 2u * i + 1u));
+    }
+    // K not divisible by 8: the tail, one half at a time.
+    for (var k = n8 * 8u + first; k < p.k; k += step) {
+        let word = weights[base + k / 8u][(k % 8u) / 2u];
+        acc += unpack2x16float(word)[k % 2u] * x_scalar(x4, k);
+    }
+    return acc;
+}
+
 fn dot_row_f32(row: u32, x4: u32, first: u32, step: u32) -> f32 {
     let base = row * (p.row_words / 4u);
     let n4 = p.k / 4u;
@@ -13,37 +31,16 @@ fn dot_row_f32(row: u32, x4: u32, first: u32, step: u32) -> f32 {
     return acc;
 }
 
-// Each subgroup's share of the workgroup's rows, into row_partials: with
-// `shared_x_tiling`, all rows over one slice of K, loading each x vector once.
+// Each subgroup's share of the workgroup's rows, into row_partials.
 fn partials_f16(su: Setup, lane: u32, sg_size: u32) {
     let t = su.t;
-    let first = t.part * sg_size + lane;
-    let step = t.parts * sg_size;
-    let n8 = p.k / 8u;
-    let words = p.row_words / 4u;
-    var acc: array<f32, 8>;  // COLS_PER_TG <= 8
-    for (var i = first; i < n8; i += step) {
-        let x_lo = x_vec(su.x4, 2u * i);
-        let x_hi = x_vec(su.x4, 2u * i + 1u);
-        for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
-            // Rows past the chunk read its last row; the finishing pass drops them.
-            let w = weights[weight_row(min(su.group * COLS_PER_TG + r, p.n - 1u)) * words + i];
-            let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-            let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
-            acc[r] += dot(lo, x_lo) + dot(hi, x_hi);
-        }
-    }
-    // K not divisible by 8: the tail, one half at a time.
-    for (var k = n8 * 8u + first; k < p.k; k += step) {
-        let xk = x_scalar(su.x4, k);
-        for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
-            let wr = weight_row(min(su.group * COLS_PER_TG + r, p.n - 1u));
-            let word = weights[wr * words + k / 8u][(k % 8u) / 2u];
-            acc[r] += unpack2x16float(word)[k % 2u] * xk;
-        }
-    }
     for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
-        store_partial(t, r, subgroupAdd(acc[r]), lane);
+        let row = su.group * COLS_PER_TG + r;
+        var acc = 0.0;
+        if (row < p.n) {
+            acc = dot_row_f16(weight_row(row), su.x4, t.part * sg_size + lane, t.parts * sg_size);
+        }
+        store_partial(t, r, subgroupAdd(acc), lane);
     }
 }
 
@@ -69,8 +66,7 @@ fn gemv_f16(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg_size: u32,
 ) {
-    var su = setup(wg, nwg, lid, sg_id, n_sg, lane);
-    su.t = shared_x_tiling(su.t, sg_id, n_sg);
+    let su = setup(wg, nwg, lid, sg_id, n_sg, lane);
     partials_f16(su, lane, sg_size);
     finish_rows(su, lid);
 }
@@ -100,8 +96,7 @@ fn gemv_qkv_rope_f16(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg_size: u32,
 ) {
-    var su = setup(wg, nwg, lid, sg_id, n_sg, lane);
-    su.t = shared_x_tiling(su.t, sg_id, n_sg);
+    let su = setup(wg, nwg, lid, sg_id, n_sg, lane);
     partials_f16(su, lane, sg_size);
     finish_rope(su, lid);
 }

@@ -34,6 +34,14 @@ fn partials_q8_0(su: Setup, lane: u32, sg_size: u32) {
     }
 }
 
+// All rows in every subgroup, each subgroup a slice of K, when the partials fit.
+fn shared_x_tiling(t: Tiling, sg_id: u32, n_sg: u32) -> Tiling {
+    if (n_sg * COLS_PER_TG > 256u) {
+        return t;
+    }
+    return Tiling(n_sg, 0u, 1u, sg_id);
+}
+
 @compute @workgroup_size(WG_SIZE)
 fn gemv_q8_0(
     @builtin(workgroup_id) wg: vec3<u32>,
