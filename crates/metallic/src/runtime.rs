@@ -10,7 +10,7 @@ use metallic_gguf::GgufFile;
 use crate::error::{Error, Result};
 use crate::gpu::profile::{KernelTime, Profiler};
 use crate::gpu::{read_buffer, storage_buffer, uniform_buffer, Gpu, GpuOptions, Plan};
-use crate::kernels::attention::{AttnShape, DecodeScratch};
+use crate::kernels::attention::DecodeScratch;
 use crate::kernels::matmul_gemm::GemmConfig;
 use crate::kernels::matmul_gemv::GemvConfig;
 use crate::kernels::rope_kv;
@@ -109,15 +109,7 @@ impl StepBuffers {
             logits: act("logits", 1, cfg.vocab)?,
             kv_cache,
             inv_freq: inv_freq_buf,
-            attn_scratch: DecodeScratch::new(
-                gpu,
-                &AttnShape {
-                    n_heads: cfg.n_heads,
-                    n_kv_heads: cfg.n_kv_heads,
-                    head_dim: cfg.head_dim,
-                    ctx,
-                },
-            )?,
+            attn_scratch: DecodeScratch::new(gpu, &cfg.attn_shape(ctx))?,
             dummy: storage_buffer(gpu, "dummy", 16),
         })
     }

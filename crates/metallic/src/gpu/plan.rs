@@ -60,6 +60,11 @@ impl Plan {
         self.dispatches.push(d);
     }
 
+    /// Appends a kernel call's dispatches (one per weight or table chunk, or per pass).
+    pub fn extend(&mut self, ds: impl IntoIterator<Item = Dispatch>) {
+        self.dispatches.extend(ds);
+    }
+
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, rows: u32) {
         for d in &self.dispatches {
             d.record(pass, rows);

@@ -32,9 +32,7 @@ impl Builder<'_> {
         tokens: &wgpu::Buffer,
         out: &Activation,
     ) -> Result<()> {
-        for d in embedding::embed(self.gpu, table, tokens, out)? {
-            plan.push(d);
-        }
+        plan.extend(embedding::embed(self.gpu, table, tokens, out)?);
         Ok(())
     }
 
@@ -51,7 +49,7 @@ impl Builder<'_> {
         col: u32,
         accumulate: bool,
     ) -> Result<()> {
-        for d in matmul_gemm::linear(
+        plan.extend(matmul_gemm::linear(
             self.gpu,
             &self.gemm,
             self.state,
@@ -61,9 +59,7 @@ impl Builder<'_> {
             bias,
             accumulate,
             self.dummy,
-        )? {
-            plan.push(d);
-        }
+        )?);
         Ok(())
     }
 
@@ -75,11 +71,9 @@ impl Builder<'_> {
         x: &Activation,
         act: &Activation,
     ) -> Result<()> {
-        for d in
-            matmul_gemm::linear_swiglu(self.gpu, &self.gemm, self.state, w, x, act, self.dummy)?
-        {
-            plan.push(d);
-        }
+        plan.extend(matmul_gemm::linear_swiglu(
+            self.gpu, &self.gemm, self.state, w, x, act, self.dummy,
+        )?);
         Ok(())
     }
 
@@ -94,47 +88,6 @@ impl Builder<'_> {
         plan.push(rmsnorm::rmsnorm(
             self.gpu, self.state, x, weight, y, eps, false,
         )?);
-        Ok(())
-    }
-
-    /// RMSNorm of the batch's last row only, into row 0 of `y`.
-    pub fn rms_norm_last_row(
-        &self,
-        plan: &mut Plan,
-        x: &Activation,
-        weight: &wgpu::Buffer,
-        y: &Activation,
-        eps: f32,
-    ) -> Result<()> {
-        plan.push(rmsnorm::rmsnorm(
-            self.gpu, self.state, x, weight, y, eps, true,
-        )?);
-        Ok(())
-    }
-
-    /// y[:, col..col + rows(W)] = W x + bias[col..].
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear(
-        &self,
-        plan: &mut Plan,
-        w: &GpuMatrix,
-        bias: Option<&wgpu::Buffer>,
-        x: &Activation,
-        y: &Activation,
-        col: u32,
-    ) -> Result<()> {
-        for d in matmul_gemv::linear(
-            self.gpu,
-            &self.gemv,
-            w,
-            x,
-            (y, col),
-            bias,
-            false,
-            self.dummy,
-        )? {
-            plan.push(d);
-        }
         Ok(())
     }
 
@@ -155,10 +108,15 @@ impl Builder<'_> {
             norm: Some(norm),
             ..Default::default()
         };
-        for d in matmul_gemv::linear_with(self.gpu, &self.gemv, w, x, (y, col), &opts, self.dummy)?
-        {
-            plan.push(d);
-        }
+        plan.extend(matmul_gemv::linear_with(
+            self.gpu,
+            &self.gemv,
+            w,
+            x,
+            (y, col),
+            &opts,
+            self.dummy,
+        )?);
         Ok(())
     }
 
@@ -199,7 +157,7 @@ impl Builder<'_> {
             head_dim: shape.head_dim,
             ctx: shape.ctx,
         };
-        for d in matmul_gemv::linear_qkv_rope(
+        plan.extend(matmul_gemv::linear_qkv_rope(
             self.gpu,
             &self.gemv,
             w,
@@ -209,23 +167,7 @@ impl Builder<'_> {
             qkv,
             &target,
             self.dummy,
-        )? {
-            plan.push(d);
-        }
-        Ok(())
-    }
-
-    /// act = silu(gate x) * (up x), from gate and up rows interleaved in `w`.
-    pub fn linear_swiglu(
-        &self,
-        plan: &mut Plan,
-        w: &GpuMatrix,
-        x: &Activation,
-        act: &Activation,
-    ) -> Result<()> {
-        for d in matmul_gemv::linear_swiglu(self.gpu, &self.gemv, w, x, act, self.dummy)? {
-            plan.push(d);
-        }
+        )?);
         Ok(())
     }
 
@@ -238,7 +180,7 @@ impl Builder<'_> {
         x: &Activation,
         act: &Activation,
     ) -> Result<()> {
-        for d in matmul_gemv::linear_swiglu_norm(
+        plan.extend(matmul_gemv::linear_swiglu_norm(
             self.gpu,
             &self.gemv,
             w,
@@ -246,9 +188,7 @@ impl Builder<'_> {
             act,
             Some(norm),
             self.dummy,
-        )? {
-            plan.push(d);
-        }
+        )?);
         Ok(())
     }
 
@@ -267,11 +207,15 @@ impl Builder<'_> {
             last_row: Some(self.state),
             ..Default::default()
         };
-        for d in
-            matmul_gemv::linear_with(self.gpu, &self.gemv, w, x, (logits, 0), &opts, self.dummy)?
-        {
-            plan.push(d);
-        }
+        plan.extend(matmul_gemv::linear_with(
+            self.gpu,
+            &self.gemv,
+            w,
+            x,
+            (logits, 0),
+            &opts,
+            self.dummy,
+        )?);
         Ok(())
     }
 
@@ -283,7 +227,7 @@ impl Builder<'_> {
         x: &Activation,
         residual: &Activation,
     ) -> Result<()> {
-        for d in matmul_gemv::linear(
+        plan.extend(matmul_gemv::linear(
             self.gpu,
             &self.gemv,
             w,
@@ -292,9 +236,7 @@ impl Builder<'_> {
             None,
             true,
             self.dummy,
-        )? {
-            plan.push(d);
-        }
+        )?);
         Ok(())
     }
 
@@ -326,20 +268,6 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Causal attention for any batch (row m at `pos + m`): the flash prefill kernel,
-    /// one dispatch. The plan shared by prefill and decode uses it; a decode-only plan
-    /// should use [`Builder::attention_decode`].
-    pub fn attention(
-        &self,
-        plan: &mut Plan,
-        shape: AttnShape,
-        q: &Activation,
-        cache: &KvCacheLayer,
-        out: &Activation,
-    ) -> Result<()> {
-        self.attention_prefill(plan, shape, q, cache, out)
-    }
-
     /// Causal flash attention over `n_rows` rows (prefill chunks): one dispatch,
     /// grid (n_heads, ceil(rows / BQ)).
     pub fn attention_prefill(
@@ -351,9 +279,7 @@ impl Builder<'_> {
         out: &Activation,
     ) -> Result<()> {
         let b = self.attention_bindings(q, cache, out);
-        for d in attention::prefill(self.gpu, &b, &shape)? {
-            plan.push(d);
-        }
+        plan.extend(attention::prefill(self.gpu, &b, &shape)?);
         Ok(())
     }
 
@@ -370,9 +296,7 @@ impl Builder<'_> {
         scratch: &DecodeScratch,
     ) -> Result<()> {
         let b = self.attention_bindings(q, cache, out);
-        for d in attention::decode(self.gpu, &b, &shape, scratch)? {
-            plan.push(d);
-        }
+        plan.extend(attention::decode(self.gpu, &b, &shape, scratch)?);
         Ok(())
     }
 
@@ -408,9 +332,7 @@ impl Builder<'_> {
         b: &sampling::SampleBindings<'_>,
         vocab: u32,
     ) -> Result<()> {
-        for d in sampling::sample(self.gpu, b, vocab)? {
-            plan.push(d);
-        }
+        plan.extend(sampling::sample(self.gpu, b, vocab)?);
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use metallic_gguf::GgufFile;
 
 use crate::error::{Error, Result};
-use crate::kernels::attention::{supports_head_dim, MAX_HEAD_DIM};
+use crate::kernels::attention::{supports_head_dim, AttnShape, MAX_HEAD_DIM};
 use crate::model::tensor_names as names;
 
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["qwen2"];
@@ -109,6 +109,16 @@ impl ModelConfig {
 
     pub fn kv_dim(&self) -> u32 {
         self.n_kv_heads * self.head_dim
+    }
+
+    /// The attention geometry of every layer, with a KV cache of `ctx` positions.
+    pub fn attn_shape(&self, ctx: u32) -> AttnShape {
+        AttnShape {
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            ctx,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Plan};
 use crate::kernels::matmul_gemv::InputNorm;
 use crate::kernels::rope_kv;
-use crate::model::blocks::{AttnShape, Builder, KvCacheLayer};
+use crate::model::blocks::{Builder, KvCacheLayer};
 use crate::model::tensor_names as names;
 use crate::model::ModelConfig;
 use crate::runtime::StepBuffers;
@@ -42,7 +42,7 @@ pub struct LayerWeights {
 /// The dispatch plans of a loaded model. A step runs `prefill` or `decode` (by its row
 /// count, see `Engine`), then `head`.
 pub struct ModelPlans {
-    /// Prompt chunks of more than one row: one kernel per model step.
+    /// Prompt chunks of more than one row: tiled GEMMs and flash attention.
     pub prefill: Plan,
     /// Single-row steps (decode, and one-row prompt chunks): fused kernels.
     pub decode: Plan,
@@ -194,15 +194,6 @@ pub fn build(
     })
 }
 
-fn attn_shape(cfg: &ModelConfig, s: &StepBuffers) -> AttnShape {
-    AttnShape {
-        n_heads: cfg.n_heads,
-        n_kv_heads: cfg.n_kv_heads,
-        head_dim: cfg.head_dim,
-        ctx: s.ctx,
-    }
-}
-
 /// Prompt chunks: tiled GEMMs (each weight tile read once per tile of rows, not once per
 /// row), RoPE + KV append, and causal flash attention over the chunk's query tiles.
 fn build_prefill(
@@ -211,7 +202,7 @@ fn build_prefill(
     w: &Qwen2Weights,
     s: &StepBuffers,
 ) -> Result<Plan> {
-    let shape = attn_shape(cfg, s);
+    let shape = cfg.attn_shape(s.ctx);
     let mut body = Plan::default();
     b.embed(&mut body, &w.token_embd, &s.tokens, &s.x)?;
     for (layer, cache) in w.layers.iter().zip(&s.kv_cache) {
@@ -258,7 +249,7 @@ fn build_decode(
     w: &Qwen2Weights,
     s: &StepBuffers,
 ) -> Result<Plan> {
-    let shape = attn_shape(cfg, s);
+    let shape = cfg.attn_shape(s.ctx);
     let inv_freq = rope_kv::inv_freq(cfg.rope_theta, cfg.head_dim);
     let norm = |weight| InputNorm {
         weight,

@@ -17,7 +17,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
 use crate::kernels::matmul_gemm_coop::{self, CoopTile};
-use crate::kernels::matmul_gemv::short_name;
+use crate::kernels::matmul_gemv::{check_swiglu_pairs, shape_error, short_name};
 use crate::tensor::{Activation, GpuMatrix, WeightFormat};
 
 #[repr(C)]
@@ -158,21 +158,8 @@ pub fn linear_swiglu(
     act: &Activation,
     dummy: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    if w.rows != 2 * act.cols
-        || w.chunks
-            .iter()
-            .any(|c| c.first_row % 2 != 0 || c.rows % 2 != 0)
-    {
-        return Err(shape_error(w, x, act));
-    }
+    check_swiglu_pairs(w, x, act)?;
     dispatches(gpu, cfg, state, w, x, act, 0, dummy, FLAG_SWIGLU, dummy)
-}
-
-fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
-    Error::Model(format!(
-        "'{}' is {}x{}, but is applied to {} inputs giving {} outputs",
-        w.name, w.rows, w.k, x.cols, y.cols
-    ))
 }
 
 /// `METALLIC_GEMM_COOP_TILE=64x128|64x64|32x128|32x64` forces the coop path's tile (for

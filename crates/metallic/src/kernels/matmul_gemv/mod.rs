@@ -183,13 +183,7 @@ pub fn linear_swiglu_norm(
     norm: Option<InputNorm<'_>>,
     dummy: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    if w.rows != 2 * act.cols
-        || w.chunks
-            .iter()
-            .any(|c| c.first_row % 2 != 0 || c.rows % 2 != 0)
-    {
-        return Err(shape_error(w, x, act));
-    }
+    check_swiglu_pairs(w, x, act)?;
     let g = Gemv {
         w,
         x,
@@ -309,7 +303,21 @@ pub fn linear_qkv_rope(
     g.dispatches(gpu, cfg, dummy)
 }
 
-fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
+/// A matrix of interleaved (gate, up) rows must give `act` one output per pair, and its
+/// chunks must not split a pair (the epilogue reads both rows of a pair in one workgroup).
+/// Shared with the prefill GEMM.
+pub(crate) fn check_swiglu_pairs(w: &GpuMatrix, x: &Activation, act: &Activation) -> Result<()> {
+    if w.rows != 2 * act.cols
+        || w.chunks
+            .iter()
+            .any(|c| c.first_row % 2 != 0 || c.rows % 2 != 0)
+    {
+        return Err(shape_error(w, x, act));
+    }
+    Ok(())
+}
+
+pub(crate) fn shape_error(w: &GpuMatrix, x: &Activation, y: &Activation) -> Error {
     Error::Model(format!(
         "'{}' is {}x{}, but is applied to {} inputs giving {} outputs",
         w.name, w.rows, w.k, x.cols, y.cols
