@@ -62,9 +62,7 @@ fn bench(c: &mut Criterion) {
             let x = Activation::new(&gpu, "x", 1, k).expect("x");
             let y = Activation::new(&gpu, "y", 1, rows).expect("y");
             let mut plan = Plan::default();
-            for d in linear(&gpu, &cfg, &w, &x, (&y, 0), None, false, &dummy).expect("gemv") {
-                plan.push(d);
-            }
+            plan.extend(linear(&gpu, &cfg, &w, &x, (&y, 0), None, false, &dummy).expect("gemv"));
             group.throughput(Throughput::Bytes(w.bytes()));
             let id = BenchmarkId::new(format!("{}_{name}", ty.name()), format!("{rows}x{k}"));
             group.bench_function(id, |b| {

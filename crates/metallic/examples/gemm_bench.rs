@@ -78,9 +78,7 @@ fn upload(gpu: &Gpu, ty: GgmlType, rows: u32, k: u32, op: Op) -> GpuMatrix {
 
 fn plan_of(ds: Vec<Dispatch>) -> Plan {
     let mut plan = Plan::default();
-    for d in ds {
-        plan.push(d);
-    }
+    plan.extend(ds);
     plan
 }
 

@@ -9,11 +9,11 @@
 mod common;
 
 use common::*;
-use metallic::gguf::{dequant, GgmlType, GgufFile, GgufWriter};
+use metallic::gguf::GgmlType;
 use metallic::gpu::{storage_buffer, Gpu, Plan};
 use metallic::kernels::matmul_gemm::{linear, linear_swiglu, GemmConfig, GemmPath};
 use metallic::synthetic::Rng;
-use metallic::tensor::{Activation, GpuMatrix};
+use metallic::tensor::Activation;
 
 /// The paths to check on this adapter.
 fn paths(gpu: &Gpu) -> Vec<GemmConfig> {
@@ -248,24 +248,7 @@ fn gemm_swiglu_on_interleaved_gate_up() {
         let mut rng = Rng::new(25);
         let ffn = 90usize;
         let kk = k as usize;
-        let gate = rand_vec(&mut rng, ffn * kk, 1.0);
-        let up = rand_vec(&mut rng, ffn * kk, 1.0);
-        let bytes = |d: &[f32]| match ty {
-            GgmlType::Q8_0 => dequant::quantize_q8_0(d),
-            GgmlType::F32 => dequant::f32_to_bytes(d),
-            _ => dequant::f32_to_f16_bytes(d),
-        };
-        let mut wr = GgufWriter::new();
-        wr.add_tensor("gate", ty, &[k as u64, ffn as u64], bytes(&gate));
-        wr.add_tensor("up", ty, &[k as u64, ffn as u64], bytes(&up));
-        let file = GgufFile::from_bytes(wr.to_bytes()).unwrap();
-        let (gi, ui) = (
-            file.require_tensor("gate").unwrap(),
-            file.require_tensor("up").unwrap(),
-        );
-        let deq = |t| dequant::to_f32(ty, file.tensor_data(t), ffn * kk).unwrap();
-        let (gd, ud) = (deq(gi), deq(ui));
-        let w = GpuMatrix::upload_interleaved(&gpu, &file, &[gi, ui], "gate_up").unwrap();
+        let (w, gd, ud) = gate_up_matrix(&gpu, &mut rng, ty, ffn, kk);
         if max_binding.is_some() {
             assert!(w.chunks.len() > 1, "{ty:?}: expected a split");
         }
@@ -341,9 +324,7 @@ fn gemm_one_plan_serves_any_batch() {
         let dummy = storage_buffer(&gpu, "dummy", 16);
         let state = storage_buffer(&gpu, "state", 16);
         let mut plan = Plan::default();
-        for d in linear(&gpu, &cfg, &state, &w, &x, (&y, 0), None, false, &dummy).unwrap() {
-            plan.push(d);
-        }
+        plan.extend(linear(&gpu, &cfg, &state, &w, &x, (&y, 0), None, false, &dummy).unwrap());
         for rows in [3usize, 100, 3] {
             write_u32(&gpu, &state, &[0, rows as u32, 0, 0]);
             poison(&gpu, &y.buf);

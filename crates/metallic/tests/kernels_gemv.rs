@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
-use metallic::gguf::{dequant, GgmlType, GgufFile, GgufWriter};
+use metallic::gguf::GgmlType;
 use metallic::gpu::{storage_buffer, Gpu, Grid};
 use metallic::kernels::matmul_gemv::{linear, GemvConfig};
 use metallic::synthetic::Rng;
-use metallic::tensor::{Activation, GpuMatrix};
+use metallic::tensor::Activation;
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -358,23 +358,7 @@ fn gemv_swiglu_epilogue_on_interleaved_gate_up() {
         let gpu = gpu(max_binding);
         let mut rng = Rng::new(17);
         let (ffn, k, rows) = (90usize, 64usize, 3usize);
-        let gate = rand_vec(&mut rng, ffn * k, 1.0);
-        let up = rand_vec(&mut rng, ffn * k, 1.0);
-        let bytes = |d: &[f32]| match ty {
-            GgmlType::Q8_0 => dequant::quantize_q8_0(d),
-            _ => dequant::f32_to_f16_bytes(d),
-        };
-        let mut wr = GgufWriter::new();
-        wr.add_tensor("gate", ty, &[k as u64, ffn as u64], bytes(&gate));
-        wr.add_tensor("up", ty, &[k as u64, ffn as u64], bytes(&up));
-        let file = GgufFile::from_bytes(wr.to_bytes()).unwrap();
-        let (gi, ui) = (
-            file.require_tensor("gate").unwrap(),
-            file.require_tensor("up").unwrap(),
-        );
-        let deq = |t| dequant::to_f32(ty, file.tensor_data(t), ffn * k).unwrap();
-        let (gd, ud) = (deq(gi), deq(ui));
-        let w = GpuMatrix::upload_interleaved(&gpu, &file, &[gi, ui], "gate_up").unwrap();
+        let (w, gd, ud) = gate_up_matrix(&gpu, &mut rng, ty, ffn, k);
         assert!(w
             .chunks
             .iter()

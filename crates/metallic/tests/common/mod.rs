@@ -86,9 +86,7 @@ pub fn unpad(act: &Activation, full: &[f32], rows: usize) -> Vec<f32> {
 /// Records `dispatches` into one compute pass for a batch of `rows` and submits it.
 pub fn run(gpu: &Gpu, dispatches: Vec<Dispatch>, rows: u32) {
     let mut plan = Plan::default();
-    for d in dispatches {
-        plan.push(d);
-    }
+    plan.extend(dispatches);
     run_plan(gpu, &plan, rows, 1);
 }
 
@@ -152,20 +150,50 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
 /// Serialises a (rows, k) matrix as a GGUF tensor of type `ty`, uploads it and returns
 /// it with its dequantized values (what the kernel should see).
 pub fn matrix(gpu: &Gpu, ty: GgmlType, rows: u32, k: u32, data: &[f32]) -> (GpuMatrix, Vec<f32>) {
-    let bytes = match ty {
-        GgmlType::F32 => dequant::f32_to_bytes(data),
-        GgmlType::F16 => dequant::f32_to_f16_bytes(data),
-        GgmlType::BF16 => dequant::f32_to_bf16_bytes(data),
-        GgmlType::Q8_0 => dequant::quantize_q8_0(data),
-        t => panic!("no fixture for {t:?}"),
-    };
     let mut w = GgufWriter::new();
-    w.add_tensor("w", ty, &[k as u64, rows as u64], bytes);
+    w.add_tensor("w", ty, &[k as u64, rows as u64], encode(ty, data));
     let file = GgufFile::from_bytes(w.to_bytes()).expect("gguf");
     let info = file.require_tensor("w").expect("tensor");
     let deq = dequant::to_f32(ty, file.tensor_data(info), (rows * k) as usize).expect("dequant");
     let m = GpuMatrix::upload(gpu, &file, info).expect("upload");
     (m, deq)
+}
+
+/// `data` as the bytes of a GGUF tensor of type `ty`.
+fn encode(ty: GgmlType, data: &[f32]) -> Vec<u8> {
+    match ty {
+        GgmlType::F32 => dequant::f32_to_bytes(data),
+        GgmlType::F16 => dequant::f32_to_f16_bytes(data),
+        GgmlType::BF16 => dequant::f32_to_bf16_bytes(data),
+        GgmlType::Q8_0 => dequant::quantize_q8_0(data),
+        t => panic!("no fixture for {t:?}"),
+    }
+}
+
+/// Random gate and up matrices, (ffn, k) each and drawn in that order, of type `ty`,
+/// uploaded with their rows interleaved as the fused gate/up kernels read them. Returns
+/// the matrix and the dequantized gate and up values.
+pub fn gate_up_matrix(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    ty: GgmlType,
+    ffn: usize,
+    k: usize,
+) -> (GpuMatrix, Vec<f32>, Vec<f32>) {
+    let gate = rand_vec(rng, ffn * k, 1.0);
+    let up = rand_vec(rng, ffn * k, 1.0);
+    let mut wr = GgufWriter::new();
+    wr.add_tensor("gate", ty, &[k as u64, ffn as u64], encode(ty, &gate));
+    wr.add_tensor("up", ty, &[k as u64, ffn as u64], encode(ty, &up));
+    let file = GgufFile::from_bytes(wr.to_bytes()).expect("gguf");
+    let (gi, ui) = (
+        file.require_tensor("gate").expect("gate"),
+        file.require_tensor("up").expect("up"),
+    );
+    let deq = |t| dequant::to_f32(ty, file.tensor_data(t), ffn * k).expect("dequant");
+    let (gd, ud) = (deq(gi), deq(ui));
+    let w = GpuMatrix::upload_interleaved(gpu, &file, &[gi, ui], "gate_up").expect("upload");
+    (w, gd, ud)
 }
 
 /// The GPU keeps K caches as (n_kv_heads, head_dim, ctx); the tests reason in
