@@ -14,7 +14,7 @@ use metallic::gguf::{dequant, GgmlType, GgufFile, GgufWriter};
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::matmul_gemv::{
     linear, linear_qkv_rope, linear_swiglu_norm, linear_with, qkv_rope_unsupported, GemvConfig,
-    GemvOptions, InputNorm, RopeCacheTarget,
+    GemvOptions, InputNorm, Q8Dot, RopeCacheTarget,
 };
 use metallic::kernels::rmsnorm::rmsnorm;
 use metallic::kernels::rope_kv::{self, rope_kv, RopeKvBindings};
@@ -24,6 +24,16 @@ use metallic::tensor::{Activation, GpuMatrix};
 /// Weights are exact (the references use the dequantized values), so only f32 summation
 /// order separates GPU and reference.
 const TOL: f64 = 1e-4;
+
+/// With int8 activations a reciprocal an ulp off on the GPU can round one quantized x
+/// the other way (one step of max|x| / 127 in one term).
+fn tol_for(ty: GgmlType, cfg: &GemvConfig) -> f64 {
+    if quantizes_x(ty, cfg) {
+        1e-3
+    } else {
+        TOL
+    }
+}
 
 fn quantize(ty: GgmlType, data: &[f32]) -> Vec<u8> {
     match ty {
@@ -72,6 +82,18 @@ fn x_rows(gpu: &Gpu, rng: &mut Rng, act: &Activation, rows: usize) -> Vec<f32> {
     xs
 }
 
+/// rmsnorm(x) * g as a GEMV over `ty` with `cfg` sees it: with int8 activations, x * g
+/// (in f32, as the kernel forms it) is quantized and the 1 / rms factor applied after.
+fn norm_ref_for(ty: GgmlType, cfg: &GemvConfig, x: &[f32], g: &[f32], eps: f32) -> Vec<f64> {
+    if !quantizes_x(ty, cfg) {
+        return norm_ref(x, g, eps);
+    }
+    let ms = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / x.len() as f64;
+    let inv = 1.0 / (ms + eps as f64).sqrt();
+    let xg: Vec<f32> = x.iter().zip(g).map(|(&v, &g)| v * g).collect();
+    q8_activations(&xg).iter().map(|v| v * inv).collect()
+}
+
 /// rmsnorm(x) * g in f64.
 fn norm_ref(x: &[f32], g: &[f32], eps: f32) -> Vec<f64> {
     let ms = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / x.len() as f64;
@@ -100,10 +122,24 @@ fn norm_prologue_with_bias_and_residual() {
         GemvConfig {
             cols_per_tg: 8,
             wg_size: 32,
+            ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
             wg_size: 256,
+            ..Default::default()
+        },
+        // Q8_0 with int8 activations; F16 with loads unrolled.
+        GemvConfig {
+            q8_dot: Q8Dot::I8,
+            unroll: 2,
+            ..Default::default()
+        },
+        GemvConfig {
+            cols_per_tg: 8,
+            wg_size: 32,
+            q8_dot: Q8Dot::I8,
+            unroll: 4,
         },
     ];
     // K = 7 and 100 have tails after the vector loops (norm weight read as scalars there).
@@ -150,7 +186,7 @@ fn norm_prologue_with_bias_and_residual() {
             let stride = y.stride as usize;
             let mut want = Vec::new();
             for m in 0..rows {
-                let xn = norm_ref(&xs[m * k..(m + 1) * k], &g, eps);
+                let xn = norm_ref_for(ty, &cfg, &xs[m * k..(m + 1) * k], &g, eps);
                 for j in 0..n {
                     let mut s = dot(&deq[0][j * k..(j + 1) * k], &xn);
                     if bias_on {
@@ -162,7 +198,7 @@ fn norm_prologue_with_bias_and_residual() {
                     want.push(s);
                 }
             }
-            assert_close(&what, &unpad(&y, &got, rows), &want, TOL);
+            assert_close(&what, &unpad(&y, &got, rows), &want, tol_for(ty, cfg));
             for (i, (g, o)) in got.iter().zip(&y0).enumerate() {
                 if i / stride >= rows || i % stride >= n {
                     assert_eq!(g.to_bits(), o.to_bits(), "{what}: y[{i}] written");
@@ -234,10 +270,12 @@ fn norm_prologue_with_swiglu() {
         let xs = x_rows(&gpu, &mut rng, &x, rows);
         let (gbuf, g) = norm_weight(&gpu, &mut rng, k);
         let dummy = storage_buffer(&gpu, "dummy", 16);
-        for cols in [2, 8] {
+        for (cols, q8_dot) in [(2, Q8Dot::F32), (8, Q8Dot::F32), (4, Q8Dot::I8)] {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
                 wg_size: 64,
+                q8_dot,
+                ..Default::default()
             };
             poison(&gpu, &act.buf);
             let norm = InputNorm { weight: &gbuf, eps };
@@ -246,15 +284,15 @@ fn norm_prologue_with_swiglu() {
             let got = read_f32(&gpu, &act.buf);
             let mut want = Vec::new();
             for m in 0..rows {
-                let xn = norm_ref(&xs[m * k..(m + 1) * k], &g, eps);
+                let xn = norm_ref_for(ty, &cfg, &xs[m * k..(m + 1) * k], &g, eps);
                 for j in 0..ffn {
                     let gate = dot(&deq[0][j * k..(j + 1) * k], &xn);
                     let up = dot(&deq[1][j * k..(j + 1) * k], &xn);
                     want.push(gate / (1.0 + (-gate).exp()) * up);
                 }
             }
-            let what = format!("{ty:?} cols={cols}");
-            assert_close(&what, &unpad(&act, &got, rows), &want, TOL);
+            let what = format!("{ty:?} {cfg:?}");
+            assert_close(&what, &unpad(&act, &got, rows), &want, tol_for(ty, &cfg));
             assert_poisoned(&what, &got[rows * act.stride as usize..]);
         }
     }
@@ -276,12 +314,23 @@ fn norm_prologue_on_the_last_row_only() {
         ),
         (GgmlType::Q8_0, 300, 96, GemvConfig::default(), Some(8192)),
         (
+            GgmlType::Q8_0,
+            300,
+            96,
+            GemvConfig {
+                q8_dot: Q8Dot::I8,
+                ..Default::default()
+            },
+            Some(8192),
+        ),
+        (
             GgmlType::F16,
             2 * 65_535 + 37,
             8,
             GemvConfig {
                 cols_per_tg: 2,
                 wg_size: 32,
+                ..Default::default()
             },
             None,
         ),
@@ -297,7 +346,7 @@ fn norm_prologue_on_the_last_row_only() {
         let xs = x_rows(&gpu, &mut rng, &x, 4);
         let logits = Activation::new(&gpu, "logits", 2, n as u32).unwrap();
         for n_rows in [1u32, 3] {
-            let what = format!("{ty:?} n={n} n_rows={n_rows}");
+            let what = format!("{ty:?} n={n} n_rows={n_rows} {cfg:?}");
             poison(&gpu, &logits.buf);
             let state = state_buffer(&gpu, 9, n_rows, 0);
             let opts = GemvOptions {
@@ -309,11 +358,11 @@ fn norm_prologue_on_the_last_row_only() {
             run(&gpu, ds, n_rows);
             let got = read_f32(&gpu, &logits.buf);
             let m = (n_rows - 1) as usize;
-            let xn = norm_ref(&xs[m * k..(m + 1) * k], &g, eps);
+            let xn = norm_ref_for(ty, &cfg, &xs[m * k..(m + 1) * k], &g, eps);
             let want: Vec<f64> = (0..n)
                 .map(|j| dot(&deq[0][j * k..(j + 1) * k], &xn))
                 .collect();
-            assert_close(&what, &got[..n], &want, TOL);
+            assert_close(&what, &got[..n], &want, tol_for(ty, &cfg));
             assert_poisoned(&what, &got[n..]);
         }
     }
@@ -544,7 +593,7 @@ fn check_qkv(c: &QkvCase, s: &QkvSetup, got: &QkvRun) {
     let mut cache_written = vec![false; c.n_kv_heads * c.ctx * hd];
     for m in 0..c.rows {
         let pos = c.pos + m;
-        let xn = norm_ref(&s.xs[m * h..(m + 1) * h], &s.g, EPS);
+        let xn = norm_ref_for(c.ty, &c.cfg, &s.xs[m * h..(m + 1) * h], &s.g, EPS);
         let project = |w: &[f32], rows: usize, bias: &[f32]| -> Vec<f64> {
             (0..rows)
                 .map(|j| dot(&w[j * h..(j + 1) * h], &xn) + bias[j] as f64)
@@ -567,9 +616,10 @@ fn check_qkv(c: &QkvCase, s: &QkvSetup, got: &QkvRun) {
             cache_written[slot..slot + hd].fill(true);
         }
     }
-    assert_close(&format!("{what}: q"), &q_got, &q_want, TOL);
-    assert_close(&format!("{what}: k cache"), &k_got, &k_want, TOL);
-    assert_close(&format!("{what}: v cache"), &v_got, &v_want, TOL);
+    let tol = tol_for(c.ty, &c.cfg);
+    assert_close(&format!("{what}: q"), &q_got, &q_want, tol);
+    assert_close(&format!("{what}: k cache"), &k_got, &k_want, tol);
+    assert_close(&format!("{what}: v cache"), &v_got, &v_want, tol);
     // In qkv only the Q columns of the batch rows; in the caches only the new slots.
     let untouched: Vec<f32> = got
         .qkv
@@ -684,9 +734,16 @@ fn qkv_rope_every_config_and_split_bindings() {
                     rows: 2,
                     pos: 11,
                     max_binding,
+                    // Q8_0 alternates the dot product form across the configs.
                     cfg: GemvConfig {
                         cols_per_tg,
                         wg_size,
+                        q8_dot: if (cols_per_tg + wg_size) % 3 == 0 {
+                            Q8Dot::I8
+                        } else {
+                            Q8Dot::F32
+                        },
+                        unroll: 1 << (wg_size % 3),
                     },
                     ..Default::default()
                 };

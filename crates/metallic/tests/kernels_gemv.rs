@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use metallic::gguf::GgmlType;
 use metallic::gpu::{storage_buffer, Gpu, Grid};
-use metallic::kernels::matmul_gemv::{linear, GemvConfig};
+use metallic::kernels::matmul_gemv::{linear, GemvConfig, Q8Dot};
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
 
@@ -25,6 +25,14 @@ fn tolerance(ty: GgmlType) -> f64 {
         GgmlType::F32 | GgmlType::BF16 => 1e-4,
         _ => 2e-3,
     }
+}
+
+/// max |got - want| over the unpadded outputs.
+fn worst_diff(got: &[f32], want: &[f64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Runs one GEMV and checks it; returns the number of weight chunks.
@@ -63,22 +71,43 @@ fn check(gpu: &Gpu, cfg: &GemvConfig, c: Case, rng: &mut Rng) -> usize {
     let got = read_f32(gpu, &y.buf);
 
     let stride = y.stride as usize;
-    let mut want = Vec::with_capacity(rows * n);
-    for m in 0..rows {
-        for j in 0..n {
-            let mut s: f64 = (0..k)
-                .map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64)
-                .sum();
-            if c.bias {
-                s += bias[j] as f64;
+    // With int8 activations the reference takes x as the kernel quantizes it.
+    let quantized = quantizes_x(c.ty, cfg);
+    let reference = |quantize: bool| -> Vec<f64> {
+        let mut want = Vec::with_capacity(rows * n);
+        for m in 0..rows {
+            let xm = &xs[m * k..(m + 1) * k];
+            let xv: Vec<f64> = if quantize {
+                q8_activations(xm)
+            } else {
+                to_f64(xm)
+            };
+            for j in 0..n {
+                let mut s: f64 = (0..k).map(|i| deq[j * k + i] as f64 * xv[i]).sum();
+                if c.bias {
+                    s += bias[j] as f64;
+                }
+                if c.accumulate {
+                    s += y0[m * stride + j] as f64;
+                }
+                want.push(s);
             }
-            if c.accumulate {
-                s += y0[m * stride + j] as f64;
-            }
-            want.push(s);
         }
+        want
+    };
+    let want = reference(quantized);
+    let got_rows = unpad(&y, &got, rows);
+    assert_close(&what, &got_rows, &want, tolerance(c.ty));
+    if quantized {
+        // The quantized reference must explain the result better than exact x does
+        // (a kernel that skipped the quantization would pass the tolerance above).
+        let exact = reference(false);
+        let (dq, dx) = (worst_diff(&got_rows, &want), worst_diff(&got_rows, &exact));
+        assert!(
+            dq < 0.5 * dx,
+            "{what}: off the int8-x reference by {dq:.3e}, off exact x by {dx:.3e}"
+        );
     }
-    assert_close(&what, &unpad(&y, &got, rows), &want, tolerance(c.ty));
     // Row padding and the spare batch row keep what was there before.
     for (i, (g, o)) in got.iter().zip(&y0).enumerate() {
         let (r, col) = (i / stride, i % stride);
@@ -127,11 +156,19 @@ fn gemv_dense_odd_k() {
 
 #[test]
 fn gemv_q8_0_shapes() {
+    // Both dot forms. With int8 activations x is staged 4096 elements at a time: 4096 is
+    // one whole tile, 4160 and 9024 end on a partial one.
     let gpu = gpu(None);
     let mut rng = Rng::new(12);
-    let cfg = GemvConfig::default();
     let mut idx = 0;
-    for k in [32, 64, 96, 1024] {
+    for (k, q8_dot) in [32, 64, 96, 1024, 4096, 4160, 9024]
+        .into_iter()
+        .flat_map(|k| [(k, Q8Dot::F32), (k, Q8Dot::I8)])
+    {
+        let cfg = GemvConfig {
+            q8_dot,
+            ..Default::default()
+        };
         for n in [1, 13, 37] {
             for rows in [1, 5] {
                 let (bias, accumulate) = FLAGS[idx % 4];
@@ -157,10 +194,17 @@ fn gemv_every_config() {
     let gpu = gpu(None);
     let mut rng = Rng::new(13);
     for cols_per_tg in [2, 4, 8] {
-        for wg_size in [32, 64, 128, 256] {
+        for (wg_i, wg_size) in [32, 64, 128, 256].into_iter().enumerate() {
+            // Every pair meets both Q8_0 dot forms and, over the loop, each F16 unroll.
             let cfg = GemvConfig {
                 cols_per_tg,
                 wg_size,
+                unroll: [1, 2, 4][(wg_i + cols_per_tg as usize) % 3],
+                q8_dot: Q8Dot::F32,
+            };
+            let cfg_i8 = GemvConfig {
+                q8_dot: Q8Dot::I8,
+                ..cfg
             };
             for (ty, k) in [
                 (GgmlType::F16, 100),
@@ -170,7 +214,15 @@ fn gemv_every_config() {
                 (GgmlType::Q8_0, 96),
                 (GgmlType::Q8_0, 512),
             ] {
-                for (rows, (bias, accumulate)) in [(1, FLAGS[0]), (5, FLAGS[3]), (2, FLAGS[1])] {
+                let cfgs: &[GemvConfig] = if ty == GgmlType::Q8_0 {
+                    &[cfg, cfg_i8]
+                } else {
+                    &[cfg]
+                };
+                for (cfg, (rows, (bias, accumulate))) in cfgs
+                    .iter()
+                    .flat_map(|c| [(c, (1, FLAGS[0])), (c, (5, FLAGS[3])), (c, (2, FLAGS[1]))])
+                {
                     let c = Case {
                         ty,
                         n: 37,
@@ -179,7 +231,7 @@ fn gemv_every_config() {
                         bias,
                         accumulate,
                     };
-                    check(&gpu, &cfg, c, &mut rng);
+                    check(&gpu, cfg, c, &mut rng);
                 }
             }
         }
@@ -198,10 +250,12 @@ fn gemv_split_bindings() {
         GemvConfig {
             cols_per_tg: 8,
             wg_size: 32,
+            ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
             wg_size: 256,
+            ..Default::default()
         },
     ];
     for cfg in &configs {
@@ -241,6 +295,7 @@ fn gemv_grid_folded_into_z() {
     let cfg = GemvConfig {
         cols_per_tg: 2,
         wg_size: 32,
+        ..Default::default()
     };
     let n: u32 = 2 * 65_535 + 37;
     assert_eq!(Grid::PerRow(n.div_ceil(2)).size(1)[2], 2);
@@ -375,6 +430,7 @@ fn gemv_swiglu_epilogue_on_interleaved_gate_up() {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
                 wg_size: 64,
+                ..Default::default()
             };
             poison(&gpu, &act.buf);
             run(

@@ -323,8 +323,8 @@ fn build_decode(
     Ok(body)
 }
 
-/// After either body: the batch's last row through the final norm (folded into the LM
-/// head GEMV) to logits, then the sampler.
+/// After either body: the batch's last row through the final norm and the LM head to
+/// logits, then the sampler.
 fn build_head(
     b: &Builder<'_>,
     cfg: &ModelConfig,
@@ -336,7 +336,7 @@ fn build_head(
         weight: &w.output_norm,
         eps: cfg.rms_eps,
     };
-    b.norm_last_row_linear(&mut head, norm, w.output(), &s.x, &s.logits)?;
+    b.norm_last_row_linear(&mut head, norm, w.output(), &s.x, &s.h, &s.logits)?;
     b.sample(&mut head, &s.sample_bindings(), cfg.vocab)?;
     Ok(head)
 }

@@ -221,3 +221,24 @@ pub fn k_cache_to_gpu(k: &[f32], n_kv: usize, hd: usize, ctx: usize) -> Vec<f32>
     }
     kt
 }
+
+/// x as the Q8_0 GEMV with int8 activations (`Q8Dot::I8`) sees it: per 32-element block
+/// d = max|x| / 127 and q = round(x / d), ties to even, in f32 as the kernel computes
+/// them; returns d * q. `x.len()` is a multiple of 32 (Q8_0 rows are).
+pub fn q8_activations(x: &[f32]) -> Vec<f64> {
+    assert!(x.len().is_multiple_of(32), "Q8_0 rows are whole blocks");
+    x.chunks(32)
+        .flat_map(|block| {
+            let d = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            block
+                .iter()
+                .map(move |&v| d as f64 * (v * inv).round_ties_even().clamp(-128.0, 127.0) as f64)
+        })
+        .collect()
+}
+
+/// Whether a GEMV over `ty` weights with `cfg` quantizes its x (see [`q8_activations`]).
+pub fn quantizes_x(ty: GgmlType, cfg: &metallic::kernels::matmul_gemv::GemvConfig) -> bool {
+    ty == GgmlType::Q8_0 && cfg.q8_dot == metallic::kernels::matmul_gemv::Q8Dot::I8
+}

@@ -38,12 +38,29 @@ pub fn qkv_rope_storage_buffers(format: WeightFormat) -> u32 {
     8 + (format == WeightFormat::Q8_0) as u32
 }
 
+/// How the Q8_0 GEMV forms its dot products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Q8Dot {
+    /// Weights unpacked to f32 against f32 x: exact up to f32 rounding.
+    F32,
+    /// x quantized per 32-element block to int8 in workgroup memory (llama.cpp's Q8_1
+    /// activations), then 4-wide integer dot products: a quarter of the x traffic and
+    /// about a fifth of the ALU work per weight byte.
+    I8,
+}
+
 /// Tuning knobs, passed to WGSL as override constants.
 #[derive(Clone, Copy, Debug)]
 pub struct GemvConfig {
     /// Output rows per workgroup: 2, 4 or 8 (`METALLIC_GEMV_COLS_PER_TG`).
     pub cols_per_tg: u32,
+    /// Threads per workgroup: 64, 128 or 256 (`METALLIC_GEMV_WG_SIZE`).
     pub wg_size: u32,
+    /// 16-byte F16 weight loads each lane issues before using them: 1, 2 or 4
+    /// (`METALLIC_GEMV_UNROLL`).
+    pub unroll: u32,
+    /// `METALLIC_GEMV_Q8_DOT=f32|i8`.
+    pub q8_dot: Q8Dot,
 }
 
 impl Default for GemvConfig {
@@ -51,32 +68,58 @@ impl Default for GemvConfig {
         Self {
             cols_per_tg: 4,
             wg_size: 128,
+            unroll: 1,
+            q8_dot: Q8Dot::F32,
         }
     }
 }
 
+fn env_choice<T: Copy>(name: &str, choices: &[(&str, T)], default: T) -> Result<T> {
+    let Ok(v) = std::env::var(name) else {
+        return Ok(default);
+    };
+    choices
+        .iter()
+        .find(|(k, _)| *k == v.trim())
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<_> = choices.iter().map(|(k, _)| *k).collect();
+            Error::Invalid(format!("{name} must be {}, got '{v}'", names.join(" or ")))
+        })
+}
+
 impl GemvConfig {
     pub fn from_env() -> Result<Self> {
-        let mut cfg = Self::default();
-        if let Ok(v) = std::env::var("METALLIC_GEMV_COLS_PER_TG") {
-            cfg.cols_per_tg = match v.trim() {
-                "2" => 2,
-                "4" => 4,
-                "8" => 8,
-                _ => {
-                    return Err(Error::Invalid(format!(
-                        "METALLIC_GEMV_COLS_PER_TG must be 2, 4 or 8, got '{v}'"
-                    )))
-                }
-            };
-        }
-        Ok(cfg)
+        let d = Self::default();
+        Ok(Self {
+            cols_per_tg: env_choice(
+                "METALLIC_GEMV_COLS_PER_TG",
+                &[("2", 2), ("4", 4), ("8", 8)],
+                d.cols_per_tg,
+            )?,
+            wg_size: env_choice(
+                "METALLIC_GEMV_WG_SIZE",
+                &[("64", 64), ("128", 128), ("256", 256)],
+                d.wg_size,
+            )?,
+            unroll: env_choice(
+                "METALLIC_GEMV_UNROLL",
+                &[("1", 1), ("2", 2), ("4", 4)],
+                d.unroll,
+            )?,
+            q8_dot: env_choice(
+                "METALLIC_GEMV_Q8_DOT",
+                &[("f32", Q8Dot::F32), ("i8", Q8Dot::I8)],
+                d.q8_dot,
+            )?,
+        })
     }
 
-    fn constants(&self, norm: bool) -> [(&'static str, f64); 3] {
+    fn constants(&self, norm: bool) -> [(&'static str, f64); 4] {
         [
             ("COLS_PER_TG", self.cols_per_tg as f64),
             ("WG_SIZE", self.wg_size as f64),
+            ("UNROLL", self.unroll as f64),
             ("NORM", norm as u32 as f64),
         ]
     }
@@ -357,7 +400,10 @@ impl Gemv<'_> {
                 )));
             }
         }
-        let format = w.format.name();
+        let mut format = w.format.name().to_string();
+        if w.format == WeightFormat::Q8_0 && cfg.q8_dot == Q8Dot::I8 {
+            format += "_i8";
+        }
         let entry = match self.rope {
             Some(_) => format!("gemv_qkv_rope_{format}"),
             None => format!("gemv_{format}"),

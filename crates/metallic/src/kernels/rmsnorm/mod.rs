@@ -18,7 +18,8 @@ pub struct NormParams {
 }
 
 /// y = rmsnorm(x) * weight. With `last_row_only`, only the batch's last row is
-/// normalised, into row 0 of `y` (the LM head needs just that row).
+/// normalised, into the same row of `y`, on a one-workgroup grid (the LM head needs just
+/// that row).
 pub fn rmsnorm(
     gpu: &Gpu,
     state: &wgpu::Buffer,

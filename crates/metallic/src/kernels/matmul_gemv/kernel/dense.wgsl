@@ -1,14 +1,40 @@
 // F16 and F32 weights. F16 rows are read 8 halves (16 bytes) per lane per step.
 
+// METALLIC_GEMV_UNROLL: 16-byte weight loads a lane issues before it waits on them. At
+// small K (0.5B's 896) a subgroup makes only a few steps per row, so latency, not
+// bandwidth, bounds it unless several loads are in flight.
+override UNROLL: u32 = 1u;
+
+fn dot8_f16(w: vec4<u32>, x4: u32, i: u32) -> f32 {
+    let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+    let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+    return dot(lo, x_vec(x4, 2u * i)) + dot(hi, x_vec(x4, 2u * i + 1u));
+}
+
 fn dot_row_f16(row: u32, x4: u32, first: u32, step: u32) -> f32 {
     let base = row * (p.row_words / 4u);
     let n8 = p.k / 8u;
     var acc = 0.0;
-    for (var i = first; i < n8; i += step) {
-        let w = weights[base + i];
-        let lo = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-        let hi = vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
-        acc += dot(lo, x_vec(x4, 2u * i)) + dot(hi, x_vec(x4, 2u * i + 1u));
+    var i = first;
+    if (UNROLL >= 4u) {
+        for (; i + 3u * step < n8; i += 4u * step) {
+            let w0 = weights[base + i];
+            let w1 = weights[base + i + step];
+            let w2 = weights[base + i + 2u * step];
+            let w3 = weights[base + i + 3u * step];
+            acc += (dot8_f16(w0, x4, i) + dot8_f16(w1, x4, i + step))
+                + (dot8_f16(w2, x4, i + 2u * step) + dot8_f16(w3, x4, i + 3u * step));
+        }
+    }
+    if (UNROLL >= 2u) {
+        for (; i + step < n8; i += 2u * step) {
+            let w0 = weights[base + i];
+            let w1 = weights[base + i + step];
+            acc += dot8_f16(w0, x4, i) + dot8_f16(w1, x4, i + step);
+        }
+    }
+    for (; i < n8; i += step) {
+        acc += dot8_f16(weights[base + i], x4, i);
     }
     // K not divisible by 8: the tail, one half at a time.
     for (var k = n8 * 8u + first; k < p.k; k += step) {

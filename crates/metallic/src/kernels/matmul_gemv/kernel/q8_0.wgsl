@@ -73,3 +73,104 @@ fn gemv_qkv_rope_q8_0(
     partials_q8_0(su, lane, sg_size);
     finish_rope(su, lid);
 }
+
+// ---------------------------------------------------------------------------------------
+// int8 activations (METALLIC_GEMV_Q8_DOT=i8). The workgroup quantizes x (times the norm
+// weight, with NORM) per 32-element block into workgroup memory, d = max|x| / 127 and
+// q = round(x / d), as llama.cpp does for its integer Q8_0 kernels; then each 16 weights
+// cost one 16-byte weight load, one 16-byte x load from workgroup memory and four 4-wide
+// integer dot products, against four 16-byte x loads and 16 conversions and FMAs in f32.
+// x is staged X_TILE elements at a time, so any K fits a fixed amount of workgroup memory.
+
+const X_TILE: u32 = 4096u;
+var<workgroup> xq_sh: array<vec4<u32>, X_TILE / 16u>;  // 16 int8 per entry
+var<workgroup> xd_sh: array<f32, X_TILE / 32u>;        // one scale per 32-element block
+
+fn quantize4(v: vec4<f32>, inv: f32) -> u32 {
+    return pack4xI8Clamp(vec4<i32>(round(v * inv)));
+}
+
+// Quantizes x[t0 .. t0 + n) (n a multiple of 32), one block per thread.
+fn stage_x_i8(x4: u32, t0: u32, n: u32, lid: u32) {
+    for (var b = lid; b < n / 32u; b += WG_SIZE) {
+        let c = (t0 + 32u * b) / 4u;
+        let v0 = x_vec(x4, c);
+        let v1 = x_vec(x4, c + 1u);
+        let v2 = x_vec(x4, c + 2u);
+        let v3 = x_vec(x4, c + 3u);
+        let v4 = x_vec(x4, c + 4u);
+        let v5 = x_vec(x4, c + 5u);
+        let v6 = x_vec(x4, c + 6u);
+        let v7 = x_vec(x4, c + 7u);
+        let m = max(max(max(abs(v0), abs(v1)), max(abs(v2), abs(v3))),
+                    max(max(abs(v4), abs(v5)), max(abs(v6), abs(v7))));
+        let d = max(max(m.x, m.y), max(m.z, m.w)) / 127.0;
+        let inv = select(0.0, 1.0 / d, d > 0.0);
+        xd_sh[b] = d;
+        xq_sh[2u * b] = vec4<u32>(quantize4(v0, inv), quantize4(v1, inv), quantize4(v2, inv), quantize4(v3, inv));
+        xq_sh[2u * b + 1u] = vec4<u32>(quantize4(v4, inv), quantize4(v5, inv), quantize4(v6, inv), quantize4(v7, inv));
+    }
+}
+
+fn partials_q8_0_i8(su: Setup, lid: u32, lane: u32, sg_size: u32) {
+    let t = su.t;
+    let words = p.row_words / 4u;
+    var acc: array<f32, 8>;  // COLS_PER_TG <= 8
+    for (var t0 = 0u; t0 < p.k; t0 += X_TILE) {
+        let n = min(X_TILE, p.k - t0);
+        workgroupBarrier();  // the previous tile's reads are done
+        stage_x_i8(su.x4, t0, n, lid);
+        workgroupBarrier();
+        let i0 = t0 / 16u;
+        for (var j = t.part * sg_size + lane; j < n / 16u; j += t.parts * sg_size) {
+            let xq = xq_sh[j];
+            let xd = xd_sh[j / 2u];
+            let i = i0 + j;
+            for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
+                // Rows past the chunk read its last row; finish_rows drops them.
+                let wr = weight_row(min(su.group * COLS_PER_TG + r, p.n - 1u));
+                let w = weights[wr * words + i];
+                let h = wr * p.blocks_per_row + i / 2u;
+                let d = half_at(scales[h / 2u], h);
+                let s = (dot4I8Packed(w.x, xq.x) + dot4I8Packed(w.y, xq.y))
+                      + (dot4I8Packed(w.z, xq.z) + dot4I8Packed(w.w, xq.w));
+                acc[r] += (d * xd) * f32(s);
+            }
+        }
+    }
+    for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
+        store_partial(t, r, subgroupAdd(acc[r]), lane);
+    }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn gemv_q8_0_i8(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+) {
+    var su = setup(wg, nwg, lid, sg_id, n_sg, lane);
+    su.t = shared_x_tiling(su.t, sg_id, n_sg);
+    partials_q8_0_i8(su, lid, lane, sg_size);
+    finish_rows(su, lid);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn gemv_qkv_rope_q8_0_i8(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+) {
+    var su = setup(wg, nwg, lid, sg_id, n_sg, lane);
+    su.t = shared_x_tiling(su.t, sg_id, n_sg);
+    partials_q8_0_i8(su, lid, lane, sg_size);
+    finish_rope(su, lid);
+}

@@ -5,7 +5,7 @@ struct NormParams {
     x_stride: u32,
     y_stride: u32,
     eps: f32,
-    last_row_only: u32,  // 1: normalise only the batch's last row into y row 0 (before the LM head)
+    last_row_only: u32,  // 1: normalise only the batch's last row (before the LM head)
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -29,7 +29,7 @@ fn rmsnorm(
     var y_row = wg.y;
     if (p.last_row_only != 0u) {
         x_row = state.n_rows - 1u;
-        y_row = 0u;
+        y_row = x_row;
     }
     let xb = x_row * p.x_stride;
     var ss = 0.0;

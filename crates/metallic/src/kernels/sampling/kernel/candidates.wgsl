@@ -1,7 +1,7 @@
 // A parallel pre-pass over the logits: each workgroup sorts a CHUNK of them (bitonic,
 // in workgroup memory) and keeps its best KEEP as (key, index). The global top-k for
 // any k <= KEEP is inside the union of the chunks' lists, so the sampler then works on
-// n_chunks * KEEP candidates instead of the whole vocabulary.
+// n_chunks * KEEP candidates instead of the whole vocabulary. Greedy keeps only the head.
 
 const CHUNK: u32 = 1024u;
 const KEEP: u32 = 64u;
@@ -20,9 +20,43 @@ fn n_chunks() -> u32 {
     return (p.vocab + CHUNK - 1u) / CHUNK;
 }
 
+// Greedy reads only each list's head, so the chunk needs its best entry, not a sort:
+// a tree reduction (log2(WG) barriers instead of the sort's 55).
+fn chunk_best(base: u32, lid: u32) {
+    var bk = 0u;
+    var bi = 0xffffffffu;
+    for (var j = 0u; j < CHUNK / WG; j++) {
+        let i = base + lid + j * WG;
+        if (i < p.vocab) {
+            let k = key_of(logits[i]);
+            if (better(k, i, bk, bi)) {
+                bk = k;
+                bi = i;
+            }
+        }
+    }
+    sort_keys[lid] = bk;
+    sort_idx[lid] = bi;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if (lid < stride && better(sort_keys[lid + stride], sort_idx[lid + stride], sort_keys[lid], sort_idx[lid])) {
+            sort_keys[lid] = sort_keys[lid + stride];
+            sort_idx[lid] = sort_idx[lid + stride];
+        }
+        workgroupBarrier();
+    }
+}
+
 @compute @workgroup_size(WG)
 fn chunk_candidates(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let base = wg.x * CHUNK;
+    if (p.temperature <= 0.0) {
+        chunk_best(base, lid);
+        if (lid == 0u) {
+            candidates[wg.x * KEEP] = vec2<u32>(sort_keys[0], sort_idx[0]);
+        }
+        return;
+    }
     for (var j = 0u; j < CHUNK / WG; j++) {
         let t = lid + j * WG;
         let i = base + t;
