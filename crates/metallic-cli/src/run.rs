@@ -55,7 +55,7 @@ pub struct RunArgs {
     /// Keep generating past end-of-generation tokens (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
-    /// Time every kernel of every decode step with GPU timestamps (also
+    /// Time every kernel of every prompt chunk and decode step with GPU timestamps (also
     /// METALLIC_ENABLE_PROFILING=1): a per-kernel table on stderr and one JSON line per
     /// dispatch in --profile-out. Steps run one at a time while profiling.
     #[arg(long)]

@@ -257,10 +257,13 @@ impl Engine {
         })
     }
 
-    /// Times every dispatch of every decode step from now on (one step per submission,
-    /// so throughput drops while profiling).
+    /// Times every dispatch of every prompt chunk and decode step from now on (one step
+    /// per submission, so throughput drops while profiling). Prompt-chunk kernels are
+    /// labelled `prefill/...`.
     pub fn enable_profiling(&mut self) -> Result<()> {
-        let n = self.dispatches_per_token() as u32;
+        let n = self
+            .dispatches_per_token()
+            .max(self.dispatches_per_prefill_chunk()) as u32;
         self.profiler = Some(Profiler::new(&self.gpu, n)?);
         Ok(())
     }
@@ -317,26 +320,44 @@ impl Engine {
 
     /// Runs the prompt through the model in chunks of at most `max_rows`, starting at
     /// `start`; the last chunk also samples the first token into out_tokens[n_out].
-    fn submit_prefill(&self, prompt: &[u32], start: u32, n_out: u32) {
+    fn submit_prefill(&mut self, prompt: &[u32], start: u32, n_out: u32) -> Result<()> {
         let chunks: Vec<&[u32]> = prompt.chunks(self.buffers.max_rows as usize).collect();
         let mut pos = start;
         for (i, chunk) in chunks.iter().enumerate() {
             let rows = chunk.len() as u32;
+            let last = i + 1 == chunks.len();
             self.gpu
                 .queue
                 .write_buffer(&self.buffers.tokens, 0, bytemuck::cast_slice(chunk));
             self.write_state(pos, rows, n_out);
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                self.body(rows).encode(&mut pass, rows);
-                if i + 1 == chunks.len() {
-                    self.plans.head.encode(&mut pass, rows);
+            if let Some(profiler) = &self.profiler {
+                let mut plans = vec![(self.body(rows), rows)];
+                if last {
+                    plans.push((&self.plans.head, rows));
                 }
+                let labels = profiler.encode(&mut enc, &plans)?;
+                self.gpu.queue.submit([enc.finish()]);
+                let mut times = profiler.read(&self.gpu, labels)?;
+                if rows > 1 {
+                    for t in &mut times {
+                        t.label = format!("prefill/{}", t.label);
+                    }
+                }
+                self.profile.push(times);
+            } else {
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    self.body(rows).encode(&mut pass, rows);
+                    if last {
+                        self.plans.head.encode(&mut pass, rows);
+                    }
+                }
+                self.gpu.queue.submit([enc.finish()]);
             }
-            self.gpu.queue.submit([enc.finish()]);
             pos += rows;
         }
+        Ok(())
     }
 
     /// Evaluates `tokens` at the current position and returns the logits of the last
@@ -347,7 +368,7 @@ impl Engine {
             return Err(Error::Invalid("evaluation runs past the context".into()));
         }
         self.set_sampler(&SamplerConfig::greedy());
-        self.submit_prefill(tokens, self.pos, 0);
+        self.submit_prefill(tokens, self.pos, 0)?;
         self.pos += tokens.len() as u32;
         let bytes = read_buffer(
             &self.gpu,
@@ -414,7 +435,7 @@ impl Engine {
             return Ok(gen);
         }
         self.set_sampler(sampler);
-        self.submit_prefill(prompt, 0, 0);
+        self.submit_prefill(prompt, 0, 0)?;
         let first = self.read_tokens_async(0, 1)?.wait(&self.gpu)?;
         gen.prompt_s = start.elapsed().as_secs_f64();
         let decode_start = std::time::Instant::now();

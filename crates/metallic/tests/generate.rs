@@ -117,18 +117,25 @@ fn profiling_times_every_dispatch() {
         reference_greedy(&mut reference, &[9, 8, 7], 4),
         "profiling changed the output"
     );
-    assert_eq!(
-        engine.profile.len(),
-        3,
-        "one profile per decode step after the first token"
-    );
-    for step in &engine.profile {
+    // The 3-token prompt is one prefill chunk (its kernels labelled prefill/...), then
+    // one profile per decode step after the first token.
+    assert_eq!(engine.profile.len(), 4, "one prompt chunk and 3 decode steps");
+    let (prompt, decode) = engine.profile.split_first().unwrap();
+    assert_eq!(prompt.len(), engine.dispatches_per_prefill_chunk());
+    assert!(prompt.iter().all(|k| k.label.starts_with("prefill/")));
+    for step in decode {
         assert_eq!(step.len(), engine.dispatches_per_token());
+        assert!(step.iter().all(|k| !k.label.starts_with("prefill/")));
+    }
+    for step in &engine.profile {
         assert!(step.iter().all(|k| k.ns.is_finite() && k.ns >= 0.0));
     }
     let table = metallic::gpu::profile::format_table(&engine.profile);
     assert!(
-        table.contains("gemv_f16:attn_q") && table.contains("sample"),
+        table.contains("gemv_f16:attn_q")
+            && table.contains("sample")
+            && table.contains("prompt chunks")
+            && table.contains("prefill/"),
         "{table}"
     );
 }

@@ -148,11 +148,24 @@ pub fn summarize(steps: &[Vec<KernelTime>]) -> Vec<KernelSummary> {
 
 /// The table printed by `--profile`: kernel, count, total, average, share of the step.
 pub fn format_table(steps: &[Vec<KernelTime>]) -> String {
+    let (prompt, decode): (Vec<_>, Vec<_>) = steps
+        .iter()
+        .cloned()
+        .partition(|s| s.first().is_some_and(|k| k.label.starts_with("prefill/")));
+    let mut s = String::new();
+    if !prompt.is_empty() {
+        s += &format_steps("prompt chunks", &prompt);
+    }
+    s + &format_steps("decode steps", &decode)
+}
+
+/// One table over steps of one kind.
+fn format_steps(kind: &str, steps: &[Vec<KernelTime>]) -> String {
     let rows = summarize(steps);
     let total: f64 = rows.iter().map(|r| r.total_ns).sum();
     let per_step = total / steps.len().max(1) as f64;
     let mut s = format!(
-        "profiled {} decode steps: {:.1} us of kernel time per step, {} dispatches per step\n",
+        "profiled {} {kind}: {:.1} us of kernel time per step, {} dispatches per step\n",
         steps.len(),
         per_step / 1e3,
         steps.first().map_or(0, Vec::len)
