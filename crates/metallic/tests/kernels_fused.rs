@@ -122,11 +122,13 @@ fn norm_prologue_with_bias_and_residual() {
         GemvConfig {
             cols_per_tg: 8,
             wg_size: 32,
+            q8_wg_size: 32,
             ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
             wg_size: 256,
+            q8_wg_size: 256,
             ..Default::default()
         },
         // Q8_0 with int8 activations; F16 with loads unrolled.
@@ -138,6 +140,7 @@ fn norm_prologue_with_bias_and_residual() {
         GemvConfig {
             cols_per_tg: 8,
             wg_size: 32,
+            q8_wg_size: 32,
             q8_dot: Q8Dot::I8,
             unroll: 4,
         },
@@ -274,6 +277,7 @@ fn norm_prologue_with_swiglu() {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
                 wg_size: 64,
+                q8_wg_size: 64,
                 q8_dot,
                 ..Default::default()
             };
@@ -330,6 +334,7 @@ fn norm_prologue_on_the_last_row_only() {
             GemvConfig {
                 cols_per_tg: 2,
                 wg_size: 32,
+                q8_wg_size: 32,
                 ..Default::default()
             },
             None,
@@ -738,6 +743,7 @@ fn qkv_rope_every_config_and_split_bindings() {
                     cfg: GemvConfig {
                         cols_per_tg,
                         wg_size,
+                        q8_wg_size: wg_size,
                         q8_dot: if (cols_per_tg + wg_size) % 3 == 0 {
                             Q8Dot::I8
                         } else {

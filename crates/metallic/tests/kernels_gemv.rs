@@ -199,6 +199,7 @@ fn gemv_every_config() {
             let cfg = GemvConfig {
                 cols_per_tg,
                 wg_size,
+                q8_wg_size: wg_size,
                 unroll: [1, 2, 4][(wg_i + cols_per_tg as usize) % 3],
                 q8_dot: Q8Dot::F32,
             };
@@ -250,11 +251,13 @@ fn gemv_split_bindings() {
         GemvConfig {
             cols_per_tg: 8,
             wg_size: 32,
+            q8_wg_size: 32,
             ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
             wg_size: 256,
+            q8_wg_size: 256,
             ..Default::default()
         },
     ];
@@ -295,6 +298,7 @@ fn gemv_grid_folded_into_z() {
     let cfg = GemvConfig {
         cols_per_tg: 2,
         wg_size: 32,
+        q8_wg_size: 32,
         ..Default::default()
     };
     let n: u32 = 2 * 65_535 + 37;
@@ -430,6 +434,7 @@ fn gemv_swiglu_epilogue_on_interleaved_gate_up() {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
                 wg_size: 64,
+                q8_wg_size: 64,
                 ..Default::default()
             };
             poison(&gpu, &act.buf);

@@ -54,8 +54,12 @@ pub enum Q8Dot {
 pub struct GemvConfig {
     /// Output rows per workgroup: 2, 4 or 8 (`METALLIC_GEMV_COLS_PER_TG`).
     pub cols_per_tg: u32,
-    /// Threads per workgroup: 64, 128 or 256 (`METALLIC_GEMV_WG_SIZE`).
+    /// Threads per workgroup for F16 / F32 weights: 64, 128 or 256
+    /// (`METALLIC_GEMV_WG_SIZE`).
     pub wg_size: u32,
+    /// The same for Q8_0 (`METALLIC_GEMV_Q8_WG_SIZE`): its subgroups each take all the
+    /// workgroup's rows over a slice of K, so it prefers fewer of them.
+    pub q8_wg_size: u32,
     /// 16-byte F16 weight loads each lane issues before using them: 1, 2 or 4
     /// (`METALLIC_GEMV_UNROLL`).
     pub unroll: u32,
@@ -67,7 +71,10 @@ impl Default for GemvConfig {
     fn default() -> Self {
         Self {
             cols_per_tg: 4,
-            wg_size: 128,
+            // H100, tg128: 256 threads (two subgroups per row) gave +3% (7B) and +6%
+            // (0.5B) over 128 for F16, and -17% for Q8_0 (PERFORMANCE.md, session 3).
+            wg_size: 256,
+            q8_wg_size: 128,
             unroll: 1,
             q8_dot: Q8Dot::F32,
         }
@@ -102,6 +109,11 @@ impl GemvConfig {
                 &[("64", 64), ("128", 128), ("256", 256)],
                 d.wg_size,
             )?,
+            q8_wg_size: env_choice(
+                "METALLIC_GEMV_Q8_WG_SIZE",
+                &[("64", 64), ("128", 128), ("256", 256)],
+                d.q8_wg_size,
+            )?,
             unroll: env_choice(
                 "METALLIC_GEMV_UNROLL",
                 &[("1", 1), ("2", 2), ("4", 4)],
@@ -115,10 +127,14 @@ impl GemvConfig {
         })
     }
 
-    fn constants(&self, norm: bool) -> [(&'static str, f64); 4] {
+    fn constants(&self, format: WeightFormat, norm: bool) -> [(&'static str, f64); 4] {
+        let wg_size = match format {
+            WeightFormat::Q8_0 => self.q8_wg_size,
+            _ => self.wg_size,
+        };
         [
             ("COLS_PER_TG", self.cols_per_tg as f64),
-            ("WG_SIZE", self.wg_size as f64),
+            ("WG_SIZE", wg_size as f64),
             ("UNROLL", self.unroll as f64),
             ("NORM", norm as u32 as f64),
         ]
@@ -408,7 +424,7 @@ impl Gemv<'_> {
             Some(_) => format!("gemv_qkv_rope_{format}"),
             None => format!("gemv_{format}"),
         };
-        let pipeline = gpu.pipeline("matmul_gemv", &entry, &cfg.constants(self.norm.is_some()))?;
+        let pipeline = gpu.pipeline("matmul_gemv", &entry, &cfg.constants(w.format, self.norm.is_some()))?;
         let rope_buf = self.rope.map(|r| {
             let mut inv_freq = [[0f32; 4]; 32];
             for (i, f) in r.inv_freq.iter().enumerate() {
