@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::attention::{
-    decode, decode_splits, prefill, prefill_with, AttentionBindings, AttnShape, DecodeScratch,
-    PrefillTiles, MAX_SPLITS, SPLIT_KEYS,
+    decode, decode_splits, decode_tile_keys, prefill, prefill_with, AttentionBindings, AttnShape, DecodeScratch,
+    PrefillTiles, MAX_SPLITS,
 };
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
@@ -155,13 +155,20 @@ fn check_decode(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, n_splits: Option<u32>, 
 
 #[test]
 fn decode_splits_default() {
-    // ctx 4160: 65 chunks of 64 keys at full context; pos crosses chunk boundaries
-    // (63 | 64) and reaches the last, partial chunk.
+    // ctx 4160: one chunk per key tile at full context (65 of 64 keys at head_dim 20,
+    // 130 of 32 at 64, 256 at 128); pos crosses tile boundaries (15 | 16, 31 | 32,
+    // 63 | 64) and reaches the last, partial chunk.
     let gpu = gpu(None);
     let mut rng = Rng::new(51);
-    assert_eq!(decode_splits(4160), 65);
-    assert_eq!(decode_splits(1), 1);
-    assert_eq!(decode_splits(1 << 20), MAX_SPLITS);
+    assert_eq!(decode_tile_keys(20), 64);
+    assert_eq!(decode_tile_keys(64), 32);
+    assert_eq!(decode_tile_keys(128), 16);
+    assert_eq!(decode_tile_keys(256), 8);
+    assert_eq!(decode_splits(4160, 20), 65);
+    assert_eq!(decode_splits(4160, 64), 130);
+    assert_eq!(decode_splits(4160, 128), MAX_SPLITS);
+    assert_eq!(decode_splits(1, 64), 1);
+    assert_eq!(decode_splits(1 << 20, 20), MAX_SPLITS);
     for &(h, kv, hd) in SHAPES {
         let s = shape(h, kv, hd, 4160);
         check_decode(
@@ -169,15 +176,16 @@ fn decode_splits_default() {
             &mut rng,
             &s,
             None,
-            &[4100, 0, 1, 63, 64, 200, 1000, 4159],
+            &[4100, 0, 1, 15, 16, 31, 32, 63, 64, 200, 1000, 4159],
         );
     }
 }
 
 #[test]
 fn decode_long_chunks() {
-    // Few splits: each live chunk spans several 64-key tiles (the online softmax across
-    // tiles), and the chunk length changes with pos (200 / 3 -> 128, 1000 / 3 -> 384).
+    // Few splits: each live chunk spans several key tiles (the online softmax across
+    // tiles), and the chunk length changes with pos (with 64-key tiles, 200 / 3 -> 128,
+    // 1000 / 3 -> 384). Head dims 64, 128 and 20 give tiles of 32, 16 and 64 keys.
     let gpu = gpu(None);
     let mut rng = Rng::new(52);
     for &(h, kv, hd) in &[(14, 2, 64), (4, 2, 128), (6, 3, 20)] {
@@ -192,7 +200,6 @@ fn decode_long_chunks() {
             );
         }
     }
-    assert_eq!(SPLIT_KEYS, 64);
 }
 
 #[test]

@@ -16,8 +16,21 @@ use crate::tensor::Activation;
 pub const MAX_HEAD_DIM: u32 = 256;
 /// Largest number of decode chunks per head (one combine thread each).
 pub const MAX_SPLITS: u32 = 256;
-/// Decode chunks are multiples of this many keys (the decode kernel's key tile).
-pub const SPLIT_KEYS: u32 = 64;
+/// Dim parts per key in the decode kernel's score step (`DP`): about 8 dims per thread,
+/// so a tile costs one or two rounds of loads whatever the head size.
+fn decode_dim_parts(head_dim: u32) -> u32 {
+    match head_dim {
+        0..=32 => 4,
+        33..=64 => 8,
+        65..=128 => 16,
+        _ => 32,
+    }
+}
+
+/// Keys per decode tile (`KT` = 256 / `DP`): decode chunks are multiples of it.
+pub fn decode_tile_keys(head_dim: u32) -> u32 {
+    256 / decode_dim_parts(head_dim)
+}
 /// Query heads one decode workgroup serves (`HB` in the kernel).
 const HEADS_PER_GROUP: u32 = 8;
 
@@ -94,10 +107,11 @@ struct DecodeParams {
 }
 
 /// The default number of decode chunks per head for a cache of `ctx` positions: one
-/// per 64-key tile of the full cache, at most [`MAX_SPLITS`]. The live chunk length
-/// adapts to `pos` in the kernel, so short contexts use a few workgroups of one tile.
-pub fn decode_splits(ctx: u32) -> u32 {
-    ctx.div_ceil(SPLIT_KEYS).clamp(1, MAX_SPLITS)
+/// per key tile ([`decode_tile_keys`]) of the full cache, at most [`MAX_SPLITS`]. The
+/// live chunk length adapts to `pos` in the kernel, so short contexts use a few
+/// workgroups of one tile.
+pub fn decode_splits(ctx: u32, head_dim: u32) -> u32 {
+    ctx.div_ceil(decode_tile_keys(head_dim)).clamp(1, MAX_SPLITS)
 }
 
 /// Per-chunk partial results of decode attention: acc (n_heads, n_splits, head_dim),
@@ -113,7 +127,7 @@ pub struct DecodeScratch {
 impl DecodeScratch {
     /// Scratch for `shape` with [`decode_splits`]`(shape.ctx)` chunks.
     pub fn new(gpu: &Gpu, shape: &AttnShape) -> Result<Self> {
-        Self::with_splits(gpu, shape, decode_splits(shape.ctx))
+        Self::with_splits(gpu, shape, decode_splits(shape.ctx, shape.head_dim))
     }
 
     /// Scratch with an explicit chunk count (tests use few, to get long chunks).
@@ -157,7 +171,10 @@ pub fn decode(
             "attention: decode scratch was sized for another shape".into(),
         ));
     }
-    let constants = [("HEAD_DIM", shape.head_dim as f64)];
+    let constants = [
+        ("HEAD_DIM", shape.head_dim as f64),
+        ("DP", decode_dim_parts(shape.head_dim) as f64),
+    ];
     let params = DecodeParams {
         n_heads: shape.n_heads,
         n_kv_heads: shape.n_kv_heads,

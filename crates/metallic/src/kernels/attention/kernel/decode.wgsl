@@ -15,6 +15,10 @@
 // - Scores are computed by KT keys x DP dim parts: the K cache is transposed, so the
 //   threads of a part read consecutive keys (contiguous loads), and each thread's serial
 //   chain is head_dim / DP long, not head_dim. The parts are summed in workgroup memory.
+//   DP grows with head_dim (about 8 dims per thread), so a tile is one or two rounds of
+//   loads whatever the head size; KT = 256 / DP is then 16 to 64 keys. Decode is
+//   latency-bound at short contexts: with a fixed 64 x 4 tile a 7B layer (head_dim
+//   128) made 8 dependent rounds of K loads and 8 of V loads per tile.
 // - Pass 2 (`decode_combine`) merges the chunks' (max, sum, acc) per head. It is a
 //   second dispatch, not a "last workgroup combines" counter: WGSL has no
 //   cross-workgroup acquire/release, so reading other workgroups' partials within one
@@ -22,8 +26,9 @@
 //   is fixed, so results are deterministic.
 
 const DEC_WG: u32 = 256u;
-const KT: u32 = 64u;       // keys per tile; chunk lengths are multiples of it
-const DP: u32 = 4u;        // dim parts per key: KT * DP = DEC_WG
+override DP: u32 = 4u;           // dim parts per key (4 to 32, from head_dim: mod.rs)
+override KT: u32 = DEC_WG / DP;  // keys per tile; chunk lengths are multiples of it
+const MAX_KT: u32 = 64u;
 const HB: u32 = 8u;        // query heads per workgroup
 const MAX_SPLITS: u32 = 256u;
 
@@ -58,9 +63,10 @@ struct Heads {
     b: vec4<f32>,
 }
 
-var<workgroup> q_sh: array<vec4<f32>, 2u * HEAD_DIM>;   // [d][lane]: scaled q of the 8 heads
+// [d][lane]: scaled q of the 8 heads, zero past HEAD_DIM for the K loop's last step.
+var<workgroup> q_sh: array<vec4<f32>, 2u * (HEAD_DIM + 4u * DP)>;
 var<workgroup> parts: array<vec4<f32>, 2u * DEC_WG>;    // [part][key][lane] scores; then V sums
-var<workgroup> probs: array<vec4<f32>, 2u * KT>;        // [key][lane]
+var<workgroup> probs: array<vec4<f32>, 2u * MAX_KT>;    // [key][lane]
 var<workgroup> head_slots: array<vec4<f32>, 128>;       // [subgroup][lane], 64 subgroups
 
 fn heads_max(v: Heads, sg_id: u32, n_sg: u32, lane: u32) -> Heads {
@@ -122,11 +128,11 @@ fn decode_partial(
     }
     let end = min(start + len, n_keys);
 
-    for (var i = lid; i < HB * HEAD_DIM; i += DEC_WG) {
-        let g = i / HEAD_DIM;
-        let d = i % HEAD_DIM;
+    for (var i = lid; i < HB * (HEAD_DIM + 4u * DP); i += DEC_WG) {
+        let g = i / (HEAD_DIM + 4u * DP);
+        let d = i % (HEAD_DIM + 4u * DP);
         var v = 0.0;
-        if (g < nh) {
+        if (g < nh && d < HEAD_DIM) {
             v = q[(h0 + g) * HEAD_DIM + d] * dp.scale;
         }
         q_sh[2u * d + g / 4u][g % 4u] = v;
@@ -153,24 +159,18 @@ fn decode_partial(
         if (live) {
             // Dims part, part + DP, ...: four loads in flight per step (each is its own
             // cache line, stride ctx), so a step waits on memory once, not four times.
+            // Dims past HEAD_DIM read the last one against a zero q.
             let kt = k_base + t;
-            var i = 0u;
-            for (; i + 4u <= HEAD_DIM / DP; i += 4u) {
-                let d = part + i * DP;
+            let last = HEAD_DIM - 1u;
+            for (var d = part; d < HEAD_DIM; d += 4u * DP) {
                 let k0 = k_cache[kt + d * dp.ctx];
-                let k1 = k_cache[kt + (d + DP) * dp.ctx];
-                let k2 = k_cache[kt + (d + 2u * DP) * dp.ctx];
-                let k3 = k_cache[kt + (d + 3u * DP) * dp.ctx];
+                let k1 = k_cache[kt + min(d + DP, last) * dp.ctx];
+                let k2 = k_cache[kt + min(d + 2u * DP, last) * dp.ctx];
+                let k3 = k_cache[kt + min(d + 3u * DP, last) * dp.ctx];
                 sa += q_sh[2u * d] * k0 + q_sh[2u * (d + DP)] * k1
                     + q_sh[2u * (d + 2u * DP)] * k2 + q_sh[2u * (d + 3u * DP)] * k3;
                 sb += q_sh[2u * d + 1u] * k0 + q_sh[2u * (d + DP) + 1u] * k1
                     + q_sh[2u * (d + 2u * DP) + 1u] * k2 + q_sh[2u * (d + 3u * DP) + 1u] * k3;
-            }
-            for (; i < HEAD_DIM / DP; i++) {
-                let d = part + i * DP;
-                let k = k_cache[kt + d * dp.ctx];
-                sa += q_sh[2u * d] * k;
-                sb += q_sh[2u * d + 1u] * k;
             }
         }
         parts[2u * lid] = sa;
@@ -180,10 +180,11 @@ fn decode_partial(
         var s = Heads(vec4<f32>(NEG), vec4<f32>(NEG));
         let scoring = lid < KT && live;
         if (scoring) {
-            s.a = (parts[2u * lid] + parts[2u * (lid + KT)])
-                + (parts[2u * (lid + 2u * KT)] + parts[2u * (lid + 3u * KT)]);
-            s.b = (parts[2u * lid + 1u] + parts[2u * (lid + KT) + 1u])
-                + (parts[2u * (lid + 2u * KT) + 1u] + parts[2u * (lid + 3u * KT) + 1u]);
+            s = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+            for (var part_i = 0u; part_i < DP; part_i++) {
+                s.a += parts[2u * (lid + part_i * KT)];
+                s.b += parts[2u * (lid + part_i * KT) + 1u];
+            }
         }
         let tile_max = heads_max(s, sg_id, n_sg, lane);
         let m_new = Heads(max(m_run.a, tile_max.a), max(m_run.b, tile_max.b));
