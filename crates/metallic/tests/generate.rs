@@ -119,7 +119,11 @@ fn profiling_times_every_dispatch() {
     );
     // The 3-token prompt is one prefill chunk (its kernels labelled prefill/...), then
     // one profile per decode step after the first token.
-    assert_eq!(engine.profile.len(), 4, "one prompt chunk and 3 decode steps");
+    assert_eq!(
+        engine.profile.len(),
+        4,
+        "one prompt chunk and 3 decode steps"
+    );
     let (prompt, decode) = engine.profile.split_first().unwrap();
     assert_eq!(prompt.len(), engine.dispatches_per_prefill_chunk());
     assert!(prompt.iter().all(|k| k.label.starts_with("prefill/")));

@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::attention::{
-    decode, decode_splits, decode_tile_keys, prefill, prefill_with, AttentionBindings, AttnShape, DecodeScratch,
-    PrefillTiles, MAX_SPLITS,
+    decode, decode_splits, decode_tile_keys, prefill, prefill_with, AttentionBindings, AttnShape,
+    DecodeScratch, PrefillTiles, MAX_SPLITS,
 };
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
@@ -310,7 +310,9 @@ fn prefill_default_tiles() {
 #[test]
 fn prefill_tile_variants() {
     // Every score-step path (keys per thread 1, 2, 4) and output split (1 to 4 dim
-    // chunks per thread), at sizes that fit 32 KiB of workgroup memory.
+    // chunks per thread), at sizes that fit 32 KiB of workgroup memory. 24-row tiles
+    // give 48 threads, so the K and V staging loops end on a partial step (as the
+    // H100's 48,32,8 default does at head_dim 128).
     let gpu = gpu(None);
     let mut rng = Rng::new(62);
     let t = |bq, bk, tx| Some(PrefillTiles { bq, bk, tx });
@@ -319,7 +321,9 @@ fn prefill_tile_variants() {
         (64, t(16, 16, 4)),
         (64, t(8, 8, 8)),
         (64, t(4, 32, 16)),
+        (64, t(24, 32, 8)),
         (128, t(16, 16, 8)),
+        (128, t(24, 16, 8)),
         (128, t(12, 32, 8)),
         (128, t(8, 32, 16)),
         (256, t(4, 16, 16)),

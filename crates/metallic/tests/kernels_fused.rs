@@ -189,7 +189,7 @@ fn norm_prologue_with_bias_and_residual() {
             let stride = y.stride as usize;
             let mut want = Vec::new();
             for m in 0..rows {
-                let xn = norm_ref_for(ty, &cfg, &xs[m * k..(m + 1) * k], &g, eps);
+                let xn = norm_ref_for(ty, cfg, &xs[m * k..(m + 1) * k], &g, eps);
                 for j in 0..n {
                     let mut s = dot(&deq[0][j * k..(j + 1) * k], &xn);
                     if bias_on {

@@ -84,7 +84,11 @@ fn rmsnorm_last_row_only() {
             run(&gpu, vec![d], n_rows);
             let got = read_f32(&gpu, &y.buf);
             let last = (n_rows - 1) as usize;
-            let want = to_f64(&reference::rms_norm(&xs[last * n as usize..][..n as usize], &weight, eps));
+            let want = to_f64(&reference::rms_norm(
+                &xs[last * n as usize..][..n as usize],
+                &weight,
+                eps,
+            ));
             let stride = y.stride as usize;
             let row = &got[last * stride..last * stride + n as usize];
             assert_close(&what, row, &want, 1e-4);

@@ -209,17 +209,17 @@ fn decode_steps_match_one_prefill_chunk() {
 #[test]
 fn dispatches_per_token() {
     // Decode: embedding, 6 per layer (norm+QKV+rope+KV append, split attention and its
-    // merge, o-proj+residual, norm+gate/up+SwiGLU, down+residual), norm+LM head, 2 sampler
-    // passes. Prefill: 8 per layer (norm, QKV GEMM, rope_kv, flash attention, o GEMM,
-    // norm, gate/up GEMM, down GEMM) and the same head.
+    // merge, o-proj+residual, norm+gate/up+SwiGLU, down+residual), the final norm of the
+    // last row, the LM head, 2 sampler passes. Prefill: 8 per layer (norm, QKV GEMM,
+    // rope_kv, flash attention, o GEMM, norm, gate/up GEMM, down GEMM) and the same head.
     let spec = SyntheticSpec {
         n_layers: 3,
         ..Default::default()
     };
     let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
     let e = engine(&file, None, 512, None);
-    assert_eq!(e.dispatches_per_token(), 1 + 6 * 3 + 1 + 2);
-    assert_eq!(e.dispatches_per_prefill_chunk(), 1 + 8 * 3 + 1 + 2);
+    assert_eq!(e.dispatches_per_token(), 1 + 6 * 3 + 2 + 2);
+    assert_eq!(e.dispatches_per_prefill_chunk(), 1 + 8 * 3 + 2 + 2);
     // Q, K and V of mixed types: three norm+GEMVs and rope_kv instead of the fused one.
     let spec = SyntheticSpec {
         n_layers: 3,
@@ -228,5 +228,5 @@ fn dispatches_per_token() {
     };
     let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
     let e = engine(&file, None, 512, None);
-    assert_eq!(e.dispatches_per_token(), 1 + 9 * 3 + 1 + 2);
+    assert_eq!(e.dispatches_per_token(), 1 + 9 * 3 + 2 + 2);
 }

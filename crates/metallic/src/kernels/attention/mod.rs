@@ -111,7 +111,8 @@ struct DecodeParams {
 /// live chunk length adapts to `pos` in the kernel, so short contexts use a few
 /// workgroups of one tile.
 pub fn decode_splits(ctx: u32, head_dim: u32) -> u32 {
-    ctx.div_ceil(decode_tile_keys(head_dim)).clamp(1, MAX_SPLITS)
+    ctx.div_ceil(decode_tile_keys(head_dim))
+        .clamp(1, MAX_SPLITS)
 }
 
 /// Per-chunk partial results of decode attention: acc (n_heads, n_splits, head_dim),
@@ -266,12 +267,27 @@ impl PrefillTiles {
             t.validate(gpu, head_dim)?;
             return Ok(t);
         }
-        // Fastest first, as measured on an H100 at pp512 (tools/device/sweep_knobs.sh:
-        // hd 64: 32,64,16 +13% over 64,32,8; hd 128: 32,32,8 +30% over 32,16,8). The first
-        // that fits the device's workgroup memory wins (32,32,8 at hd 128 needs 36 KiB).
+        // Fastest first, as measured on an H100 with the kernel's accumulators in
+        // registers (examples/attention_bench, M = 512 / 2048: hd 64: 64,64,16 121 / 1045
+        // µs against 171 / 1753 for 32,64,16; hd 128: 48,32,8 509 / 5601 µs against
+        // 700 / 8798 for 32,32,8). The first that fits the device's workgroup memory
+        // wins: 64,64,16 needs 48 KiB and 48,32,8 46 KiB, so devices with 32 KiB (Apple,
+        // lavapipe) take the smaller ones.
         let candidates: &[(u32, u32, u32)] = match head_dim {
-            0..=64 => &[(32, 64, 16), (64, 32, 8), (32, 32, 8), (16, 16, 4)],
-            65..=128 => &[(32, 32, 8), (32, 16, 8), (16, 16, 8), (8, 16, 8)],
+            0..=64 => &[
+                (64, 64, 16),
+                (48, 64, 16),
+                (32, 64, 16),
+                (32, 32, 8),
+                (16, 16, 4),
+            ],
+            65..=128 => &[
+                (48, 32, 8),
+                (32, 32, 8),
+                (32, 16, 8),
+                (16, 16, 8),
+                (8, 16, 8),
+            ],
             _ => &[(8, 16, 16), (4, 16, 16)],
         };
         candidates
@@ -305,7 +321,7 @@ impl PrefillTiles {
         if !bk.is_multiple_of(4) {
             return bad("bk must be a multiple of 4");
         }
-        // MAX_NC in the kernel: 4 vec4 chunks of dims per thread.
+        // NC <= 4 in the kernel: at most 4 vec4 chunks of dims per thread.
         if 16 * tx < head_dim {
             return bad("tx too small: more than 16 output dims per thread");
         }

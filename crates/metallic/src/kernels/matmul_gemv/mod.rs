@@ -424,7 +424,11 @@ impl Gemv<'_> {
             Some(_) => format!("gemv_qkv_rope_{format}"),
             None => format!("gemv_{format}"),
         };
-        let pipeline = gpu.pipeline("matmul_gemv", &entry, &cfg.constants(w.format, self.norm.is_some()))?;
+        let pipeline = gpu.pipeline(
+            "matmul_gemv",
+            &entry,
+            &cfg.constants(w.format, self.norm.is_some()),
+        )?;
         let rope_buf = self.rope.map(|r| {
             let mut inv_freq = [[0f32; 4]; 32];
             for (i, f) in r.inv_freq.iter().enumerate() {

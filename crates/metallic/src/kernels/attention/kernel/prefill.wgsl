@@ -24,13 +24,8 @@ override BQ: u32 = 64u;      // query rows per workgroup, a multiple of 4
 override TX: u32 = 8u;       // threads per row group
 override BK: u32 = 32u;      // keys per tile: TX, 2 TX or 4 TX
 override KPT: u32 = BK / TX; // keys per thread in the score step
-// vec4 dim chunks per thread in the output step. An override, not a value computed in
-// the kernel, so every loop over the accumulators has a trip count known when the
-// pipeline is compiled, so the compiler can unroll them and keep `acc` in registers.
-// (On the H100 this kernel took 36% of a 7B pp512 chunk at head_dim 128, 13x the time
-// per tile of head_dim 64: the suspect is `acc` in local memory.)
+// vec4 dim chunks per thread in the output step: at most 4 (4 TX >= head_dim / 4).
 override NC: u32 = (HEAD_DIM / 4u + TX - 1u) / TX;
-const MAX_NC: u32 = 4u;      // NC <= MAX_NC: 4 TX >= head_dim / 4
 // Loads per thread to stage a K or V tile, overrides for the same reason.
 override K_STEPS: u32 = (HEAD_DIM * (BK / 4u) + BQ / 4u * TX - 1u) / (BQ / 4u * TX);
 override V_STEPS: u32 = (BK * (HEAD_DIM / 4u) + BQ / 4u * TX - 1u) / (BQ / 4u * TX);
@@ -99,8 +94,16 @@ fn prefill(
     let v_base = kvh * pp.ctx * hd4;
     var m_run = vec4<f32>(NEG);  // per row
     var l_run = vec4<f32>(0.0);
-    var acc: array<vec4<f32>, 4u * MAX_NC>;  // [chunk][row]: vec4 over 4 dims
-    var s: array<vec4<f32>, 4>;              // [key]: vec4 over rows
+    // One Rows4 per dim chunk, as named variables, never an array indexed in a loop: on
+    // the H100 an array here lived in local memory and the P·V step took 56% of the
+    // kernel (attention_bench with the step removed: 1512 -> 666 µs, 7B pp512).
+    var acc0 = Rows4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var acc1 = acc0;
+    var acc2 = acc0;
+    var acc3 = acc0;
+    // The thread's KPT keys' scores, vec4 over its rows: named fields, for the same
+    // reason as the accumulators.
+    var s = acc0;
 
     for (var t0 = 0u; t0 < n_keys; t0 += BK) {
         let n_valid = min(BK, n_keys - t0);
@@ -129,29 +132,35 @@ fn prefill(
         }
         workgroupBarrier();
 
-        for (var j = 0u; j < KPT; j++) {
-            s[j] = vec4<f32>(0.0);
-        }
+        s = Rows4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         for (var d = 0u; d < HEAD_DIM; d++) {
             let qv = q_t[d * bq4 + ty];
             if (KPT == 4u) {
                 let k = kv_t[d * bk4 + tx];
-                s[0] += qv * k.x;
-                s[1] += qv * k.y;
-                s[2] += qv * k.z;
-                s[3] += qv * k.w;
+                s = rows_fma(s, k, qv);
             } else {
-                for (var j = 0u; j < KPT; j++) {
-                    let kk = tx * KPT + j;
-                    s[j] += qv * kv_t[d * bk4 + kk / 4u][kk % 4u];
+                // KPT 1 or 2: the thread's keys sit in one vec4 of the tile.
+                let kk = tx * KPT;
+                let k = kv_t[d * bk4 + kk / 4u];
+                s.r0 += qv * k[kk % 4u];
+                if (KPT == 2u) {
+                    s.r1 += qv * k[(kk + 1u) % 4u];
                 }
             }
         }
-        for (var j = 0u; j < KPT; j++) {
-            let t = t0 + tx * KPT + j;
-            let visible = vec4<u32>(t) <= limit;
-            s[j] = select(vec4<f32>(NEG), s[j], visible);
-            p_t[(tx * KPT + j) * bq4 + ty] = s[j];
+        let t_first = t0 + tx * KPT;
+        let p_first = tx * KPT * bq4 + ty;
+        s.r0 = masked(s.r0, t_first, limit);
+        p_t[p_first] = s.r0;
+        if (KPT > 1u) {
+            s.r1 = masked(s.r1, t_first + 1u, limit);
+            p_t[p_first + bq4] = s.r1;
+        }
+        if (KPT > 2u) {
+            s.r2 = masked(s.r2, t_first + 2u, limit);
+            s.r3 = masked(s.r3, t_first + 3u, limit);
+            p_t[p_first + 2u * bq4] = s.r2;
+            p_t[p_first + 3u * bq4] = s.r3;
         }
         workgroupBarrier();
 
@@ -177,31 +186,41 @@ fn prefill(
         m_run = m_new;
         workgroupBarrier();
 
-        for (var j = 0u; j < KPT; j++) {
-            let p = select(vec4<f32>(0.0), exp2(s[j] - m_new), s[j] > vec4<f32>(NEG));
-            p_t[(tx * KPT + j) * bq4 + ty] = p;
+        p_t[p_first] = prob(s.r0, m_new);
+        if (KPT > 1u) {
+            p_t[p_first + bq4] = prob(s.r1, m_new);
+        }
+        if (KPT > 2u) {
+            p_t[p_first + 2u * bq4] = prob(s.r2, m_new);
+            p_t[p_first + 3u * bq4] = prob(s.r3, m_new);
         }
         workgroupBarrier();
 
         l_run *= corr;
-        for (var n = 0u; n < NC; n++) {
-            acc[4u * n] *= corr.x;
-            acc[4u * n + 1u] *= corr.y;
-            acc[4u * n + 2u] *= corr.z;
-            acc[4u * n + 3u] *= corr.w;
-        }
+        acc0 = rows_scaled(acc0, corr);
+        acc1 = rows_scaled(acc1, corr);
+        acc2 = rows_scaled(acc2, corr);
+        acc3 = rows_scaled(acc3, corr);
+        // Chunk n is dims 4 (tx + TX n) ..; NC is an override, so the dead tests fold.
+        let c0 = tx < hd4;
+        let c1 = NC > 1u && tx + TX < hd4;
+        let c2 = NC > 2u && tx + 2u * TX < hd4;
+        let c3 = NC > 3u && tx + 3u * TX < hd4;
         for (var kk = 0u; kk < n_valid; kk++) {
             let p = p_t[kk * bq4 + ty];
             l_run += p;
-            for (var n = 0u; n < NC; n++) {
-                let c = tx + TX * n;
-                if (c < hd4) {
-                    let v = kv_t[kk * hd4 + c];
-                    acc[4u * n] += p.x * v;
-                    acc[4u * n + 1u] += p.y * v;
-                    acc[4u * n + 2u] += p.z * v;
-                    acc[4u * n + 3u] += p.w * v;
-                }
+            let vb = kk * hd4 + tx;
+            if (c0) {
+                acc0 = rows_fma(acc0, p, kv_t[vb]);
+            }
+            if (c1) {
+                acc1 = rows_fma(acc1, p, kv_t[vb + TX]);
+            }
+            if (c2) {
+                acc2 = rows_fma(acc2, p, kv_t[vb + 2u * TX]);
+            }
+            if (c3) {
+                acc3 = rows_fma(acc3, p, kv_t[vb + 3u * TX]);
             }
         }
         // The next tile overwrites kv_t and p_t.
@@ -211,13 +230,56 @@ fn prefill(
     for (var i = 0u; i < 4u; i++) {
         let r = 4u * ty + i;
         if (r < rows_here) {
-            let row = (m0 + r) * pp.out_stride4 + h * hd4;
-            for (var n = 0u; n < NC; n++) {
-                let c = tx + TX * n;
-                if (c < hd4) {
-                    out4[row + c] = acc[4u * n + i] / l_run[i];
-                }
+            let row = (m0 + r) * pp.out_stride4 + h * hd4 + tx;
+            let inv = 1.0 / l_run[i];
+            if (tx < hd4) {
+                out4[row] = rows_get(acc0, i) * inv;
+            }
+            if (NC > 1u && tx + TX < hd4) {
+                out4[row + TX] = rows_get(acc1, i) * inv;
+            }
+            if (NC > 2u && tx + 2u * TX < hd4) {
+                out4[row + 2u * TX] = rows_get(acc2, i) * inv;
+            }
+            if (NC > 3u && tx + 3u * TX < hd4) {
+                out4[row + 3u * TX] = rows_get(acc3, i) * inv;
             }
         }
     }
+}
+
+// Four vec4s held as named fields, so they stay in registers: four query rows'
+// accumulators for one vec4 of dims, or four keys' scores (vec4 over rows).
+struct Rows4 {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+// a.rj + p[j] * v for each j.
+fn rows_fma(a: Rows4, p: vec4<f32>, v: vec4<f32>) -> Rows4 {
+    return Rows4(a.r0 + p.x * v, a.r1 + p.y * v, a.r2 + p.z * v, a.r3 + p.w * v);
+}
+
+fn rows_scaled(a: Rows4, c: vec4<f32>) -> Rows4 {
+    return Rows4(a.r0 * c.x, a.r1 * c.y, a.r2 * c.z, a.r3 * c.w);
+}
+
+fn rows_get(a: Rows4, i: u32) -> vec4<f32> {
+    switch i {
+        case 0u: { return a.r0; }
+        case 1u: { return a.r1; }
+        case 2u: { return a.r2; }
+        default: { return a.r3; }
+    }
+}
+
+// Key t's scores for the thread's rows, NEG where t is past a row's causal limit.
+fn masked(score: vec4<f32>, t: u32, limit: vec4<u32>) -> vec4<f32> {
+    return select(vec4<f32>(NEG), score, vec4<u32>(t) <= limit);
+}
+
+fn prob(score: vec4<f32>, m: vec4<f32>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), exp2(score - m), score > vec4<f32>(NEG));
 }
