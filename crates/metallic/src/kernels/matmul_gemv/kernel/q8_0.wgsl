@@ -8,6 +8,10 @@
 // against 64 bytes of f32 x: loading x once per row made the 7B Q8_0 GEMVs bound by
 // x reads (32% of the DRAM floor, against 71% for F16).
 fn partials_q8_0(su: Setup, lane: u32, sg_size: u32) {
+    if (all_rows(su.t)) {
+        partials_q8_0_all_rows(su, lane, sg_size);
+        return;
+    }
     let t = su.t;
     let n16 = p.k / 16u;  // K is a multiple of 32 for Q8_0
     let words = p.row_words / 4u;
@@ -19,18 +23,72 @@ fn partials_q8_0(su: Setup, lane: u32, sg_size: u32) {
         let x2 = x_vec(su.x4, xi + 2u);
         let x3 = x_vec(su.x4, xi + 3u);
         for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
-            // Rows past the chunk read its last row; finish_rows drops them.
-            let wr = weight_row(min(su.group * COLS_PER_TG + r, p.n - 1u));
-            let w = weights[wr * words + i];
-            let h = wr * p.blocks_per_row + i / 2u;
-            let d = half_at(scales[h / 2u], h);
-            let s = dot(unpack_i8x4(w.x), x0) + dot(unpack_i8x4(w.y), x1)
-                  + dot(unpack_i8x4(w.z), x2) + dot(unpack_i8x4(w.w), x3);
-            acc[r] += d * s;
+            acc[r] += q8_dot16(su, r, words, i, x0, x1, x2, x3);
         }
     }
     for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
         store_partial(t, r, subgroupAdd(acc[r]), lane);
+    }
+}
+
+// Workgroup row r's 16 weights at 16-element index i against x[16 i ..].
+fn q8_dot16(su: Setup, r: u32, words: u32, i: u32, x0: vec4<f32>, x1: vec4<f32>,
+            x2: vec4<f32>, x3: vec4<f32>) -> f32 {
+    // Rows past the chunk read its last row; finish_rows drops them.
+    let wr = weight_row(min(su.group * COLS_PER_TG + r, p.n - 1u));
+    let w = weights[wr * words + i];
+    let h = wr * p.blocks_per_row + i / 2u;
+    let d = half_at(scales[h / 2u], h);
+    return d * (dot(unpack_i8x4(w.x), x0) + dot(unpack_i8x4(w.y), x1)
+              + dot(unpack_i8x4(w.z), x2) + dot(unpack_i8x4(w.w), x3));
+}
+
+// Whether every subgroup takes all the workgroup's rows (shared_x_tiling).
+fn all_rows(t: Tiling) -> bool {
+    return t.first_row == 0u && t.row_step == 1u;
+}
+
+// The all-rows case with its sums in two vec4s, rows 0-3 and 4-7, whose lanes are only
+// ever indexed by constants: an f32 array indexed by the row loop lives in local memory
+// on the H100 (as the prefill attention accumulators did).
+fn partials_q8_0_all_rows(su: Setup, lane: u32, sg_size: u32) {
+    let t = su.t;
+    let n16 = p.k / 16u;
+    let words = p.row_words / 4u;
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    for (var i = t.part * sg_size + lane; i < n16; i += t.parts * sg_size) {
+        let xi = 4u * i;
+        let x0 = x_vec(su.x4, xi);
+        let x1 = x_vec(su.x4, xi + 1u);
+        let x2 = x_vec(su.x4, xi + 2u);
+        let x3 = x_vec(su.x4, xi + 3u);
+        lo.x += q8_dot16(su, 0u, words, i, x0, x1, x2, x3);
+        lo.y += q8_dot16(su, 1u, words, i, x0, x1, x2, x3);
+        if (COLS_PER_TG > 2u) {
+            lo.z += q8_dot16(su, 2u, words, i, x0, x1, x2, x3);
+            lo.w += q8_dot16(su, 3u, words, i, x0, x1, x2, x3);
+        }
+        if (COLS_PER_TG > 4u) {
+            hi.x += q8_dot16(su, 4u, words, i, x0, x1, x2, x3);
+            hi.y += q8_dot16(su, 5u, words, i, x0, x1, x2, x3);
+            hi.z += q8_dot16(su, 6u, words, i, x0, x1, x2, x3);
+            hi.w += q8_dot16(su, 7u, words, i, x0, x1, x2, x3);
+        }
+    }
+    store_row_sums(t, lo, hi, lane);
+}
+
+// The all-rows tiling's per-row sums into row_partials (COLS_PER_TG of the 8).
+fn store_row_sums(t: Tiling, lo: vec4<f32>, hi: vec4<f32>, lane: u32) {
+    let a = subgroupAdd(lo);
+    let b = subgroupAdd(hi);
+    for (var r = 0u; r < COLS_PER_TG; r++) {
+        var v = a[r % 4u];
+        if (r >= 4u) {
+            v = b[r % 4u];
+        }
+        store_partial(t, r, v, lane);
     }
 }
 
@@ -112,10 +170,25 @@ fn stage_x_i8(x4: u32, t0: u32, n: u32, lid: u32) {
     }
 }
 
+// Workgroup row r's 16 weights at 16-element index i against int8 x (xq, scale xd).
+fn q8_dot16_i8(su: Setup, r: u32, words: u32, i: u32, xq: vec4<u32>, xd: f32) -> f32 {
+    // Rows past the chunk read its last row; finish_rows drops them.
+    let wr = weight_row(min(su.group * COLS_PER_TG + r, p.n - 1u));
+    let w = weights[wr * words + i];
+    let h = wr * p.blocks_per_row + i / 2u;
+    let d = half_at(scales[h / 2u], h);
+    let s = (dot4I8Packed(w.x, xq.x) + dot4I8Packed(w.y, xq.y))
+          + (dot4I8Packed(w.z, xq.z) + dot4I8Packed(w.w, xq.w));
+    return (d * xd) * f32(s);
+}
+
 fn partials_q8_0_i8(su: Setup, lid: u32, lane: u32, sg_size: u32) {
     let t = su.t;
     let words = p.row_words / 4u;
-    var acc: array<f32, 8>;  // COLS_PER_TG <= 8
+    let fast = all_rows(t);
+    var acc: array<f32, 8>;  // COLS_PER_TG <= 8; only when not all_rows
+    var lo = vec4<f32>(0.0);  // all_rows: rows 0-3 and 4-7, as in partials_q8_0_all_rows
+    var hi = vec4<f32>(0.0);
     for (var t0 = 0u; t0 < p.k; t0 += X_TILE) {
         let n = min(X_TILE, p.k - t0);
         workgroupBarrier();  // the previous tile's reads are done
@@ -126,17 +199,29 @@ fn partials_q8_0_i8(su: Setup, lid: u32, lane: u32, sg_size: u32) {
             let xq = xq_sh[j];
             let xd = xd_sh[j / 2u];
             let i = i0 + j;
-            for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
-                // Rows past the chunk read its last row; finish_rows drops them.
-                let wr = weight_row(min(su.group * COLS_PER_TG + r, p.n - 1u));
-                let w = weights[wr * words + i];
-                let h = wr * p.blocks_per_row + i / 2u;
-                let d = half_at(scales[h / 2u], h);
-                let s = (dot4I8Packed(w.x, xq.x) + dot4I8Packed(w.y, xq.y))
-                      + (dot4I8Packed(w.z, xq.z) + dot4I8Packed(w.w, xq.w));
-                acc[r] += (d * xd) * f32(s);
+            if (fast) {
+                lo.x += q8_dot16_i8(su, 0u, words, i, xq, xd);
+                lo.y += q8_dot16_i8(su, 1u, words, i, xq, xd);
+                if (COLS_PER_TG > 2u) {
+                    lo.z += q8_dot16_i8(su, 2u, words, i, xq, xd);
+                    lo.w += q8_dot16_i8(su, 3u, words, i, xq, xd);
+                }
+                if (COLS_PER_TG > 4u) {
+                    hi.x += q8_dot16_i8(su, 4u, words, i, xq, xd);
+                    hi.y += q8_dot16_i8(su, 5u, words, i, xq, xd);
+                    hi.z += q8_dot16_i8(su, 6u, words, i, xq, xd);
+                    hi.w += q8_dot16_i8(su, 7u, words, i, xq, xd);
+                }
+            } else {
+                for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
+                    acc[r] += q8_dot16_i8(su, r, words, i, xq, xd);
+                }
             }
         }
+    }
+    if (fast) {
+        store_row_sums(t, lo, hi, lane);
+        return;
     }
     for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
         store_partial(t, r, subgroupAdd(acc[r]), lane);
