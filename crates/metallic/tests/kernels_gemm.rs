@@ -428,13 +428,23 @@ fn coop_tile_names_and_choice() {
     assert_eq!(t("32x64w-pf"), Some(((32, 64), true, true)));
     assert_eq!(t("64x128-pw"), Some(((64, 128), false, true)));
     assert_eq!(t("32x128-px"), Some(((32, 128), true, false)));
-    for bad in ["", "64", "16x128", "64x32", "64x128w", "64x128-np"] {
+    assert_eq!(t("128x128"), Some(((128, 128), false, false)));
+    assert_eq!(CoopTile::parse("128x128").map(|t| t.threads()), Some(256));
+    assert_eq!(CoopTile::WIDE.threads(), 128);
+    for bad in [
+        "", "64", "16x128", "64x32", "64x128w", "64x128-np", "128x64", "128x64w",
+    ] {
         assert_eq!(CoopTile::parse(bad), None, "{bad}");
     }
-    assert_eq!(CoopTile::for_outputs(896), CoopTile::NARROW);
-    assert_eq!(CoopTile::for_outputs(1152), CoopTile::WIDE);
+    // 0.5B and 7B shapes at M = 512 and 2048 (see CoopTile::for_shape).
+    assert_eq!(CoopTile::for_shape(896, 512), CoopTile::NARROW);
+    assert_eq!(CoopTile::for_shape(1152, 512), CoopTile::WIDE);
+    assert_eq!(CoopTile::for_shape(9728, 512), CoopTile::TALL);
+    assert_eq!(CoopTile::for_shape(4608, 512), CoopTile::TALL);
+    assert_eq!(CoopTile::for_shape(896, 2048), CoopTile::TALL);
+    assert_eq!(CoopTile::for_shape(4608, 16), CoopTile::WIDE);
     assert_eq!(
-        CoopTile::WIDE.shape(),
+        CoopTile::TALL.shape(),
         metallic::kernels::matmul_gemm_coop::TILE
     );
 }

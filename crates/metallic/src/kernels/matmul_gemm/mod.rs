@@ -93,8 +93,8 @@ impl GemmConfig {
         }
     }
 
-    /// (batch rows, outputs) per workgroup of the widest tile (the coop path picks a
-    /// narrower one for narrow matrices: [`matmul_gemm_coop::CoopTile::for_outputs`]).
+    /// (batch rows, outputs) per workgroup of the largest tile (the coop path picks a
+    /// smaller one for small matrices: [`matmul_gemm_coop::CoopTile::for_shape`]).
     pub fn tile(&self) -> (u32, u32) {
         match self.path {
             GemmPath::Portable => PORTABLE_TILE,
@@ -162,7 +162,7 @@ pub fn linear_swiglu(
     dispatches(gpu, cfg, state, w, x, act, 0, dummy, FLAG_SWIGLU, dummy)
 }
 
-/// `METALLIC_GEMM_COOP_TILE=64x128|64x64|32x128|32x64` forces the coop path's tile (for
+/// `METALLIC_GEMM_COOP_TILE=128x128|64x128|64x64|64x64w|...` forces the coop path's tile (for
 /// benchmarks); unset or `auto` picks it per matrix.
 fn coop_tile_from_env() -> Result<Option<CoopTile>> {
     match std::env::var("METALLIC_GEMM_COOP_TILE") {
@@ -170,7 +170,7 @@ fn coop_tile_from_env() -> Result<Option<CoopTile>> {
         Ok(v) if v.trim().is_empty() || v.trim() == "auto" => Ok(None),
         Ok(v) => CoopTile::parse(&v).map(Some).ok_or_else(|| {
             Error::Invalid(format!(
-                "METALLIC_GEMM_COOP_TILE must be auto, 64x128, 64x64, 32x128 or 32x64, got '{v}'"
+                "METALLIC_GEMM_COOP_TILE must be auto, 128x128, 64x128, 64x64, 32x128, 32x64, 64x64w or 32x64w (optionally -pf, -px or -pw), got '{v}'"
             ))
         }),
     }
@@ -199,7 +199,8 @@ fn dispatches(
         let (pipeline, (tile_rows, tile_n)) = match cfg.path {
             GemmPath::Portable => (gpu.pipeline(family, &entry, &[])?, cfg.tile()),
             GemmPath::Coop => {
-                let tile = forced.unwrap_or_else(|| CoopTile::for_outputs(chunk.rows));
+                let tile =
+                    forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows));
                 (
                     gpu.pipeline(family, &entry, &tile.constants())?,
                     tile.shape(),

@@ -6,14 +6,20 @@
 /// Kernel family name (`kernel_lib!`, pipeline cache).
 pub const FAMILY: &str = "matmul_gemm_coop";
 
-/// The widest tile, (batch rows, outputs) per workgroup: `CM` x `CN` in `kernel/coop.wgsl`
-/// with 2 x 2 warp slots.
-pub const TILE: (u32, u32) = (64, 128);
+/// The largest tile, (batch rows, outputs) per workgroup: `CM` x `CN` in `kernel/coop.wgsl`
+/// with 4 x 2 warp slots.
+pub const TILE: (u32, u32) = (128, 128);
+
+/// The fewest 128 x 128 workgroups for which [`CoopTile::for_shape`] takes that tile: about
+/// one per SM of a large GPU (an H100 has 132). At M = 2048 the 0.5B attention output
+/// (112 tiles) still runs 1.2x faster on it than on 64 x 64.
+pub const TALL_MIN_TILES: u32 = 100;
 
 /// A tile shape of the kernel: `warps_m` x `warps_n` warp slots of 32 batch rows x `wtn`
-/// outputs each (its override constants `WARPS_M`, `WARPS_N`, each 1 or 2, and `WTN`, 64
-/// or 32 with `warps_n` 2), and whether the next stage's loads of x and W are held in
-/// registers (`PREFETCH_X`, `PREFETCH_W`).
+/// outputs each (its override constants `WARPS_M`, 1, 2 or 4, `WARPS_N`, 1 or 2, and
+/// `WTN`, 64 or 32 with `warps_n` 2), and whether the next stage's loads of x and W are
+/// held in registers (`PREFETCH_X`, `PREFETCH_W`). Tiles of 8 slots run 256 threads, the
+/// others 128 (`C_THREADS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoopTile {
     pub warps_m: u32,
@@ -42,14 +48,29 @@ impl CoopTile {
         prefetch_w: false,
     };
 
+    /// 128 x 128: 8 slots of 32 x 64, 256 threads.
+    pub const TALL: Self = Self {
+        warps_m: 4,
+        warps_n: 2,
+        wtn: 64,
+        prefetch_x: false,
+        prefetch_w: false,
+    };
+
+    /// Threads per workgroup: one 32-wide subgroup per slot, at least 128.
+    pub fn threads(&self) -> u32 {
+        (32 * self.warps_m * self.warps_n).max(128)
+    }
+
     /// (batch rows, outputs) per workgroup.
     pub fn shape(&self) -> (u32, u32) {
         (32 * self.warps_m, self.wtn * self.warps_n)
     }
 
-    pub fn constants(&self) -> [(&'static str, f64); 5] {
+    pub fn constants(&self) -> [(&'static str, f64); 6] {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         [
+            ("C_THREADS", self.threads() as f64),
             ("WARPS_M", self.warps_m as f64),
             ("WARPS_N", self.warps_n as f64),
             ("WTN", self.wtn as f64),
@@ -58,7 +79,7 @@ impl CoopTile {
         ]
     }
 
-    /// `"64x128"`, `"64x64"`, `"32x128"`, `"32x64"` (slots of 32 x 64), `"64x64w"`,
+    /// `"128x128"`, `"64x128"`, `"64x64"`, `"32x128"`, `"32x64"` (slots of 32 x 64), `"64x64w"`,
     /// `"32x64w"` (2 slots across, of 32 x 32), each optionally followed by `"-pf"`,
     /// `"-px"` or `"-pw"` (the register prefetch of x and W, x, or W).
     pub fn parse(s: &str) -> Option<Self> {
@@ -80,6 +101,7 @@ impl CoopTile {
         let warps_m = match m {
             "32" => 1,
             "64" => 2,
+            "128" if !narrow && n == "128" => 4,
             _ => return None,
         };
         let (warps_n, wtn) = match (n, narrow) {
@@ -97,13 +119,18 @@ impl CoopTile {
         })
     }
 
-    /// The tile for a weight chunk of `n` outputs: the wide tile, unless its column tiles
-    /// would be so few (under 8) that most of the GPU idles; then 64 x 64, still 4 slots
-    /// (a plan serves any batch, so only `n` decides). On an H100 at M = 512, N = 896
-    /// (0.5B attn_output, ffn_down) runs 1.5x (F16) faster on 64 x 64, N = 1152 and up
-    /// faster on 64 x 128.
-    pub fn for_outputs(n: u32) -> Self {
-        if n < 1024 {
+    /// The tile for a weight chunk of `n` outputs in a plan for up to `max_rows` batch
+    /// rows. 128 x 128 (256 threads) when that still gives at least [`TALL_MIN_TILES`]
+    /// workgroups: it reads each staged x and W vector for twice the multiplies of
+    /// 64 x 128. Otherwise the wide tile, unless its column tiles would be so few (under 8)
+    /// that most of the GPU idles; then 64 x 64, still 4 slots. On an H100 (gemm_bench,
+    /// F16) at M = 512: 7B gate_up 86 -> 114 TFLOP/s and down 60 -> 97 on 128 x 128, while
+    /// 0.5B qkv (36 tall tiles) drops 31 -> 26; N = 896 runs 1.5x faster on 64 x 64 than
+    /// on 64 x 128.
+    pub fn for_shape(n: u32, max_rows: u32) -> Self {
+        if max_rows.div_ceil(128) * n.div_ceil(128) >= TALL_MIN_TILES {
+            Self::TALL
+        } else if n < 1024 {
             Self::NARROW
         } else {
             Self::WIDE

@@ -1,9 +1,10 @@
-// Cooperative-matrix GEMM. A workgroup of 128 threads computes a CM x CN tile (batch rows
-// x outputs) with WARPS_M x WARPS_N warp slots, each a 32 x 64 block held as 2 x 4
-// accumulators of 16 x 16 f32. The tile shape is chosen per matrix by the host (override
-// constants): 64 x 128 (2 x 2 slots of 32 x 64) for wide matrices, 64 x 64 (2 x 2 slots of
-// 32 x 32, WTN = 32) for narrow ones; tiles with fewer slots leave the other subgroups to
-// staging only.
+// Cooperative-matrix GEMM. A workgroup of C_THREADS (128 or 256) threads computes a
+// CM x CN tile (batch rows x outputs) with WARPS_M x WARPS_N warp slots, each a 32 x WTN
+// block held as 2 x 4 (WTN 64) or 2 x 2 (WTN 32) accumulators of 16 x 16 f32. The tile
+// shape is chosen per matrix by the host (override constants): 128 x 128 (256 threads,
+// 4 x 2 slots of 32 x 64) for wide matrices with deep K, 64 x 128 (2 x 2 slots of
+// 32 x 64), 64 x 64 (2 x 2 slots of 32 x 32) for narrow ones; tiles with fewer slots than
+// subgroups leave the others to staging only.
 //
 // K advances CK = 64 at a time: x (converted to f16) and W (f16; F32 rounded, Q8_0
 // dequantized) are staged in workgroup memory as vec4<f16> (one 8-byte store per 4
@@ -11,31 +12,36 @@
 // next stage's global loads are issued into registers before the current stage's multiplies.
 //
 // Any subgroup size: slot s goes to subgroup s % n_sg in sweep s / n_sg. With 32-wide
-// subgroups (NVIDIA, AMD wave32, Apple) the 128 threads hold every slot in one sweep.
+// subgroups (NVIDIA, AMD wave32, Apple) the threads hold every slot in one sweep.
 // Wider subgroups take two sweeps (each re-stages the tiles); narrower ones leave the
 // extra subgroups to help with staging only.
 
-override WARPS_M: u32 = 2u;  // 1 or 2
+override WARPS_M: u32 = 2u;  // 1, 2 or 4
 override WARPS_N: u32 = 2u;  // 1 or 2
 override WTN: u32 = 64u;     // outputs per warp slot: 64 (2 x 4 accumulators) or 32 (2 x 2)
+override C_THREADS: u32 = 128u;  // 128, or 256 for 128-row tiles
 // Hold the next stage's global loads of x (PREFETCH_X) or W (PREFETCH_W) in registers
 // over the current stage's multiplies. Off by default: on an H100 the extra live registers
 // (up to 64 per thread) cost more (1.6-1.8x slower with both) than the exposed latency.
 override PREFETCH_X: bool = false;
 override PREFETCH_W: bool = false;
 override WARPS: u32 = WARPS_M * WARPS_N;
-override CM: u32 = 32u * WARPS_M;  // batch rows per workgroup
+override CM: u32 = 32u * WARPS_M;  // batch rows per workgroup: 32, 64 or 128
 override CN: u32 = WTN * WARPS_N;  // outputs per workgroup: 64 or 128
+// Staged 8-half vectors per thread: of x (CM * 8 in a tile), of F16 W (CN * 8), and
+// 16-byte Q8_0 units (CN * 4). Each is 1, 2, 4 or 8 for the shapes the host allows.
+override NXV: u32 = CM * 8u / C_THREADS;
+override NWV: u32 = CN * 8u / C_THREADS;
+override NQV: u32 = CN * 4u / C_THREADS;
 const CK: u32 = 64u;        // K per stage
 const LDSV: u32 = 18u;      // vec4<f16> pitch of a staged row: 64 halves + 8 of padding;
                             // 144 bytes puts 8 consecutive rows on distinct banks
-const C_THREADS: u32 = 128u;
 
 @group(0) @binding(5) var<storage, read> weights: array<vec4<u32>>;  // (n, row_words / 4)
 
-var<workgroup> xs: array<vec4<f16>, 1152>;  // (64, LDSV): x[m0 + r, k0 + 4 j..]
-var<workgroup> ws: array<vec4<f16>, 2304>;  // (128, LDSV): W[n0 + r, k0 + 4 j..]
-var<workgroup> cs: array<f32, 2048>;  // (WARPS, 16, 32): two accumulators per slot on their way out
+var<workgroup> xs: array<vec4<f16>, CM * LDSV>;  // (CM, LDSV): x[m0 + r, k0 + 4 j..]
+var<workgroup> ws: array<vec4<f16>, CN * LDSV>;  // (CN, LDSV): W[n0 + r, k0 + 4 j..]
+var<workgroup> cs: array<f32, WARPS * 256u>;  // (WARPS, 16, 16): one accumulator per slot on its way out
 
 // One stage's global loads, held in registers between `fetch` and `stash`. Loops over
 // these are written out with literal indices: naga's loop guards could keep a driver from
@@ -99,9 +105,11 @@ fn fetch_xs(o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>
     let t = C_THREADS;
     (*st).x[0] = fetch_x(o, k0, lid, 0u, rows);
     (*st).x[1] = fetch_x(o, k0, lid, 1u, rows);
-    (*st).x[2] = fetch_x(o, k0, lid + t, 0u, rows);
-    (*st).x[3] = fetch_x(o, k0, lid + t, 1u, rows);
-    if (CM > 32u) {
+    if (NXV > 1u) {
+        (*st).x[2] = fetch_x(o, k0, lid + t, 0u, rows);
+        (*st).x[3] = fetch_x(o, k0, lid + t, 1u, rows);
+    }
+    if (NXV > 2u) {
         (*st).x[4] = fetch_x(o, k0, lid + 2u * t, 0u, rows);
         (*st).x[5] = fetch_x(o, k0, lid + 2u * t, 1u, rows);
         (*st).x[6] = fetch_x(o, k0, lid + 3u * t, 0u, rows);
@@ -114,10 +122,14 @@ fn fetch_ws(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>)
     switch fmt {
         case FMT_F16: {
             (*st).w[0] = fetch_f16(o, k0, lid);
-            (*st).w[1] = fetch_f16(o, k0, lid + t);
-            (*st).w[2] = fetch_f16(o, k0, lid + 2u * t);
-            (*st).w[3] = fetch_f16(o, k0, lid + 3u * t);
-            if (CN > 64u) {
+            if (NWV > 1u) {
+                (*st).w[1] = fetch_f16(o, k0, lid + t);
+            }
+            if (NWV > 2u) {
+                (*st).w[2] = fetch_f16(o, k0, lid + 2u * t);
+                (*st).w[3] = fetch_f16(o, k0, lid + 3u * t);
+            }
+            if (NWV > 4u) {
                 (*st).w[4] = fetch_f16(o, k0, lid + 4u * t);
                 (*st).w[5] = fetch_f16(o, k0, lid + 5u * t);
                 (*st).w[6] = fetch_f16(o, k0, lid + 6u * t);
@@ -127,10 +139,12 @@ fn fetch_ws(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>)
         case FMT_F32: {}
         default: {
             (*st).w[0] = fetch_q8_0(o, k0, lid);
-            (*st).w[1] = fetch_q8_0(o, k0, lid + t);
             (*st).d[0] = scale_q8_0(o, k0, lid);
-            (*st).d[1] = scale_q8_0(o, k0, lid + t);
-            if (CN > 64u) {
+            if (NQV > 1u) {
+                (*st).w[1] = fetch_q8_0(o, k0, lid + t);
+                (*st).d[1] = scale_q8_0(o, k0, lid + t);
+            }
+            if (NQV > 2u) {
                 (*st).w[2] = fetch_q8_0(o, k0, lid + 2u * t);
                 (*st).w[3] = fetch_q8_0(o, k0, lid + 3u * t);
                 (*st).d[2] = scale_q8_0(o, k0, lid + 2u * t);
@@ -180,18 +194,24 @@ fn stash_q8_0(u: u32, w: vec4<u32>, d: f32) {
 fn stash(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
     let t = C_THREADS;
     stash_x(lid, (*st).x[0], (*st).x[1]);
-    stash_x(lid + t, (*st).x[2], (*st).x[3]);
-    if (CM > 32u) {
+    if (NXV > 1u) {
+        stash_x(lid + t, (*st).x[2], (*st).x[3]);
+    }
+    if (NXV > 2u) {
         stash_x(lid + 2u * t, (*st).x[4], (*st).x[5]);
         stash_x(lid + 3u * t, (*st).x[6], (*st).x[7]);
     }
     switch fmt {
         case FMT_F16: {
             stash_f16(lid, (*st).w[0]);
-            stash_f16(lid + t, (*st).w[1]);
-            stash_f16(lid + 2u * t, (*st).w[2]);
-            stash_f16(lid + 3u * t, (*st).w[3]);
-            if (CN > 64u) {
+            if (NWV > 1u) {
+                stash_f16(lid + t, (*st).w[1]);
+            }
+            if (NWV > 2u) {
+                stash_f16(lid + 2u * t, (*st).w[2]);
+                stash_f16(lid + 3u * t, (*st).w[3]);
+            }
+            if (NWV > 4u) {
                 stash_f16(lid + 4u * t, (*st).w[4]);
                 stash_f16(lid + 5u * t, (*st).w[5]);
                 stash_f16(lid + 6u * t, (*st).w[6]);
@@ -199,14 +219,16 @@ fn stash(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
             }
         }
         case FMT_F32: {
-            for (var i = 0u; i < CN / 16u; i++) {
+            for (var i = 0u; i < NWV; i++) {
                 stash_f32(o, k0, lid + i * t);
             }
         }
         default: {
             stash_q8_0(lid, (*st).w[0], (*st).d[0]);
-            stash_q8_0(lid + t, (*st).w[1], (*st).d[1]);
-            if (CN > 64u) {
+            if (NQV > 1u) {
+                stash_q8_0(lid + t, (*st).w[1], (*st).d[1]);
+            }
+            if (NQV > 2u) {
                 stash_q8_0(lid + 2u * t, (*st).w[2], (*st).d[2]);
                 stash_q8_0(lid + 3u * t, (*st).w[3], (*st).d[3]);
             }
@@ -214,31 +236,51 @@ fn stash(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
     }
 }
 
-// Writes the 16 x 32 block that slot `slot` left in cs to batch rows mb.. and outputs
+// Writes the 16 x 16 block that slot `slot` left in cs to batch rows mb.. and outputs
 // nb.., through the shared epilogue; the subgroup's lanes share the elements.
 fn drain(owner: bool, slot: u32, mb: u32, nb: u32, rows: u32, lane: u32, sg_size: u32) {
     if (!owner) {
         return;
     }
-    let base = slot * 512u;
+    let base = slot * 256u;
     if ((p.flags & FLAG_SWIGLU) != 0u) {
-        for (var e = lane; e < 256u; e += sg_size) {
-            let r = e / 16u;
-            let c = 2u * (e % 16u);
+        for (var e = lane; e < 128u; e += sg_size) {
+            let r = e / 8u;
+            let c = 2u * (e % 8u);
             if (mb + r < rows && nb + c < p.n) {
-                let at = base + r * 32u + c;
+                let at = base + r * 16u + c;
                 store_swiglu(mb + r, nb + c, cs[at], cs[at + 1u]);
             }
         }
     } else {
-        for (var e = lane; e < 512u; e += sg_size) {
-            let r = e / 32u;
-            let c = e % 32u;
+        for (var e = lane; e < 256u; e += sg_size) {
+            let r = e / 16u;
+            let c = e % 16u;
             if (mb + r < rows && nb + c < p.n) {
                 store_out(mb + r, nb + c, cs[base + e]);
             }
         }
     }
+}
+
+// One accumulator out through the slot's part of cs. The barriers are workgroup-wide
+// (cs is workgroup memory), so every subgroup takes them, owners or not.
+fn emit(
+    owner: bool,
+    c: coop_mat16x16<f32, C>,
+    slot: u32,
+    mb: u32,
+    nb: u32,
+    rows: u32,
+    lane: u32,
+    sg_size: u32,
+) {
+    workgroupBarrier();
+    if (owner) {
+        coopStoreT(c, &cs[slot * 256u], 16u);
+    }
+    workgroupBarrier();
+    drain(owner, slot, mb, nb, rows, lane, sg_size);
 }
 
 fn gemm_coop(
@@ -378,41 +420,19 @@ fn gemm_coop(
 
             }
         }
-        // Out through workgroup memory, two accumulators (16 x 32) at a time, so the
-        // epilogue sees plain (row, output) indices whatever the fragment layout. The
-        // barriers are workgroup-wide (cs is workgroup memory), so every subgroup takes
-        // them, owners or not.
+        // Out through workgroup memory, one accumulator at a time, so the epilogue sees
+        // plain (row, output) indices whatever the fragment layout.
         let mb = o.x + (slot / WARPS_N) * 32u;
         let nb = o.y + (slot % WARPS_N) * WTN;
-        let at = slot * 512u;
-        if (owner) {
-            coopStoreT(c00, &cs[at], 32u);
-            coopStoreT(c01, &cs[at + 16u], 32u);
-        }
-        workgroupBarrier();
-        drain(owner, slot, mb, nb, rows, lane, sg_size);
-        workgroupBarrier();
-        if (owner) {
-            coopStoreT(c10, &cs[at], 32u);
-            coopStoreT(c11, &cs[at + 16u], 32u);
-        }
-        workgroupBarrier();
-        drain(owner, slot, mb + 16u, nb, rows, lane, sg_size);
+        emit(owner, c00, slot, mb, nb, rows, lane, sg_size);
+        emit(owner, c01, slot, mb, nb + 16u, rows, lane, sg_size);
+        emit(owner, c10, slot, mb + 16u, nb, rows, lane, sg_size);
+        emit(owner, c11, slot, mb + 16u, nb + 16u, rows, lane, sg_size);
         if (WTN > 32u) {
-            workgroupBarrier();
-            if (owner) {
-                coopStoreT(c02, &cs[at], 32u);
-                coopStoreT(c03, &cs[at + 16u], 32u);
-            }
-            workgroupBarrier();
-            drain(owner, slot, mb, nb + 32u, rows, lane, sg_size);
-            workgroupBarrier();
-            if (owner) {
-                coopStoreT(c12, &cs[at], 32u);
-                coopStoreT(c13, &cs[at + 16u], 32u);
-            }
-            workgroupBarrier();
-            drain(owner, slot, mb + 16u, nb + 32u, rows, lane, sg_size);
+            emit(owner, c02, slot, mb, nb + 32u, rows, lane, sg_size);
+            emit(owner, c03, slot, mb, nb + 48u, rows, lane, sg_size);
+            emit(owner, c12, slot, mb + 16u, nb + 32u, rows, lane, sg_size);
+            emit(owner, c13, slot, mb + 16u, nb + 48u, rows, lane, sg_size);
         }
     }
 }
