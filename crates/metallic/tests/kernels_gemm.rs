@@ -430,9 +430,26 @@ fn coop_tile_names_and_choice() {
     assert_eq!(t("32x128-px"), Some(((32, 128), true, false)));
     assert_eq!(t("128x128"), Some(((128, 128), false, false)));
     assert_eq!(CoopTile::parse("128x128").map(|t| t.threads()), Some(256));
+    assert_eq!(
+        CoopTile::parse("128x128-k32-pf").map(|t| (t.ck, t.prefetch_x)),
+        Some((32, true))
+    );
+    assert_eq!(
+        CoopTile::parse("64x128-pw-k32").map(|t| (t.ck, t.prefetch_w)),
+        Some((32, true))
+    );
     assert_eq!(CoopTile::WIDE.threads(), 128);
     for bad in [
-        "", "64", "16x128", "64x32", "64x128w", "64x128-np", "128x64", "128x64w",
+        "",
+        "64",
+        "16x128",
+        "64x32",
+        "64x128w",
+        "64x128-np",
+        "128x64",
+        "128x64w",
+        "64x64-k16",
+        "64x64-",
     ] {
         assert_eq!(CoopTile::parse(bad), None, "{bad}");
     }

@@ -199,8 +199,7 @@ fn dispatches(
         let (pipeline, (tile_rows, tile_n)) = match cfg.path {
             GemmPath::Portable => (gpu.pipeline(family, &entry, &[])?, cfg.tile()),
             GemmPath::Coop => {
-                let tile =
-                    forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows));
+                let tile = forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows));
                 (
                     gpu.pipeline(family, &entry, &tile.constants())?,
                     tile.shape(),

@@ -18,8 +18,8 @@ pub const TALL_MIN_TILES: u32 = 100;
 /// A tile shape of the kernel: `warps_m` x `warps_n` warp slots of 32 batch rows x `wtn`
 /// outputs each (its override constants `WARPS_M`, 1, 2 or 4, `WARPS_N`, 1 or 2, and
 /// `WTN`, 64 or 32 with `warps_n` 2), and whether the next stage's loads of x and W are
-/// held in registers (`PREFETCH_X`, `PREFETCH_W`). Tiles of 8 slots run 256 threads, the
-/// others 128 (`C_THREADS`).
+/// held in registers (`PREFETCH_X`, `PREFETCH_W`), and the K per stage (`CK`, 64 or 32).
+/// Tiles of 8 slots run 256 threads, the others 128 (`C_THREADS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoopTile {
     pub warps_m: u32,
@@ -27,6 +27,7 @@ pub struct CoopTile {
     pub wtn: u32,
     pub prefetch_x: bool,
     pub prefetch_w: bool,
+    pub ck: u32,
 }
 
 impl CoopTile {
@@ -37,6 +38,7 @@ impl CoopTile {
         wtn: 64,
         prefetch_x: false,
         prefetch_w: false,
+        ck: 64,
     };
 
     /// 64 x 64: 4 slots of 32 x 32.
@@ -46,6 +48,7 @@ impl CoopTile {
         wtn: 32,
         prefetch_x: false,
         prefetch_w: false,
+        ck: 64,
     };
 
     /// 128 x 128: 8 slots of 32 x 64, 256 threads.
@@ -55,6 +58,7 @@ impl CoopTile {
         wtn: 64,
         prefetch_x: false,
         prefetch_w: false,
+        ck: 64,
     };
 
     /// Threads per workgroup: one 32-wide subgroup per slot, at least 128.
@@ -67,9 +71,10 @@ impl CoopTile {
         (32 * self.warps_m, self.wtn * self.warps_n)
     }
 
-    pub fn constants(&self) -> [(&'static str, f64); 6] {
+    pub fn constants(&self) -> [(&'static str, f64); 7] {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         [
+            ("CK", self.ck as f64),
             ("C_THREADS", self.threads() as f64),
             ("WARPS_M", self.warps_m as f64),
             ("WARPS_N", self.warps_n as f64),
@@ -79,20 +84,23 @@ impl CoopTile {
         ]
     }
 
-    /// `"128x128"`, `"64x128"`, `"64x64"`, `"32x128"`, `"32x64"` (slots of 32 x 64), `"64x64w"`,
-    /// `"32x64w"` (2 slots across, of 32 x 32), each optionally followed by `"-pf"`,
-    /// `"-px"` or `"-pw"` (the register prefetch of x and W, x, or W).
+    /// `"128x128"`, `"64x128"`, `"64x64"`, `"32x128"`, `"32x64"` (slots of 32 x 64),
+    /// `"64x64w"`, `"32x64w"` (2 slots across, of 32 x 32), each optionally followed by
+    /// `"-pf"`, `"-px"` or `"-pw"` (the register prefetch of x and W, x, or W) and by
+    /// `"-k32"` (32 K per stage instead of 64), in any order.
     pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        let (s, prefetch_x, prefetch_w) = if let Some(s) = s.strip_suffix("-pf") {
-            (s, true, true)
-        } else if let Some(s) = s.strip_suffix("-px") {
-            (s, true, false)
-        } else if let Some(s) = s.strip_suffix("-pw") {
-            (s, false, true)
-        } else {
-            (s, false, false)
-        };
+        let mut parts = s.trim().split('-');
+        let s = parts.next()?;
+        let (mut prefetch_x, mut prefetch_w, mut ck) = (false, false, 64);
+        for flag in parts {
+            match flag {
+                "pf" => (prefetch_x, prefetch_w) = (true, true),
+                "px" => prefetch_x = true,
+                "pw" => prefetch_w = true,
+                "k32" => ck = 32,
+                _ => return None,
+            }
+        }
         let (s, narrow) = match s.strip_suffix('w') {
             Some(s) => (s, true),
             None => (s, false),
@@ -116,6 +124,7 @@ impl CoopTile {
             wtn,
             prefetch_x,
             prefetch_w,
+            ck,
         })
     }
 

@@ -6,7 +6,7 @@
 // 32 x 64), 64 x 64 (2 x 2 slots of 32 x 32) for narrow ones; tiles with fewer slots than
 // subgroups leave the others to staging only.
 //
-// K advances CK = 64 at a time: x (converted to f16) and W (f16; F32 rounded, Q8_0
+// K advances CK (64, or 32) at a time: x (converted to f16) and W (f16; F32 rounded, Q8_0
 // dequantized) are staged in workgroup memory as vec4<f16> (one 8-byte store per 4
 // halves, and 16-byte aligned rows for the cooperative loads). With PREFETCH_X/W the
 // next stage's global loads are issued into registers before the current stage's multiplies.
@@ -28,14 +28,17 @@ override PREFETCH_W: bool = false;
 override WARPS: u32 = WARPS_M * WARPS_N;
 override CM: u32 = 32u * WARPS_M;  // batch rows per workgroup: 32, 64 or 128
 override CN: u32 = WTN * WARPS_N;  // outputs per workgroup: 64 or 128
-// Staged 8-half vectors per thread: of x (CM * 8 in a tile), of F16 W (CN * 8), and
-// 16-byte Q8_0 units (CN * 4). Each is 1, 2, 4 or 8 for the shapes the host allows.
-override NXV: u32 = CM * 8u / C_THREADS;
-override NWV: u32 = CN * 8u / C_THREADS;
-override NQV: u32 = CN * 4u / C_THREADS;
-const CK: u32 = 64u;        // K per stage
-const LDSV: u32 = 18u;      // vec4<f16> pitch of a staged row: 64 halves + 8 of padding;
-                            // 144 bytes puts 8 consecutive rows on distinct banks
+override CK: u32 = 64u;       // K per stage: 64 or 32
+override VPR: u32 = CK / 8u;  // staged 8-half vectors per row
+override UPR: u32 = CK / 16u; // 16-byte Q8_0 units per row
+// vec4<f16> pitch of a staged row: CK halves + 8 of padding. 144 (CK 64) or 80 (CK 32)
+// bytes put 8 consecutive rows on distinct banks and keep rows 16-byte aligned.
+override LDSV: u32 = CK / 4u + 2u;
+// Staged vectors per thread: of x (CM * VPR in a tile), of F16 W (CN * VPR), and Q8_0
+// units (CN * UPR). Each is 1, 2, 4 or 8 for the shapes the host allows.
+override NXV: u32 = CM * VPR / C_THREADS;
+override NWV: u32 = CN * VPR / C_THREADS;
+override NQV: u32 = CN * UPR / C_THREADS;
 
 @group(0) @binding(5) var<storage, read> weights: array<vec4<u32>>;  // (n, row_words / 4)
 
@@ -54,18 +57,18 @@ struct Stage {
     d: array<f32, 4>,         // Q8_0 scales of w[i]
 }
 
-// Vector v of the x tile: row v / 8, floats 8 (v % 8)...; half h (0, 1) of it.
+// Vector v of the x tile: row v / VPR, floats 8 (v % VPR)...; half h (0, 1) of it.
 fn fetch_x(o: vec2<u32>, k0: u32, v: u32, h: u32, rows: u32) -> vec4<f32> {
-    return x_quad(o.x + v / 8u, k0 + 8u * (v % 8u) + 4u * h, rows);
+    return x_quad(o.x + v / VPR, k0 + 8u * (v % VPR) + 4u * h, rows);
 }
 
 // Weight rows are padded with zeros to a multiple of 4 words, so a vector that starts
 // before K needs no further guard.
 
-// F16: vector v is row v / 8, halves 8 (v % 8)...
+// F16: vector v is row v / VPR, halves 8 (v % VPR)...
 fn fetch_f16(o: vec2<u32>, k0: u32, v: u32) -> vec4<u32> {
-    let n = o.y + v / 8u;
-    let k = k0 + 8u * (v % 8u);
+    let n = o.y + v / VPR;
+    let k = k0 + 8u * (v % VPR);
     if (n >= p.n || k >= p.k) {
         return vec4<u32>(0u);
     }
@@ -74,30 +77,30 @@ fn fetch_f16(o: vec2<u32>, k0: u32, v: u32) -> vec4<u32> {
 
 // F32: floats 4 h.. of vector v (not prefetched: loaded while staging).
 fn fetch_f32(o: vec2<u32>, k0: u32, v: u32, h: u32) -> vec4<u32> {
-    let n = o.y + v / 8u;
-    let k = k0 + 8u * (v % 8u) + 4u * h;
+    let n = o.y + v / VPR;
+    let k = k0 + 8u * (v % VPR) + 4u * h;
     if (n >= p.n || k >= p.k) {
         return vec4<u32>(0u);
     }
     return weights[(n * p.row_words + k) / 4u];
 }
 
-// Q8_0: K is a multiple of 32; unit u (16 bytes) is row u / 4, weights 16 (u % 4)..
-// of the stage, in block k0 / 32 + (u % 4) / 2.
+// Q8_0: K is a multiple of 32; unit u (16 bytes) is row u / UPR, weights 16 (u % UPR)..
+// of the stage, in block k0 / 32 + (u % UPR) / 2.
 fn fetch_q8_0(o: vec2<u32>, k0: u32, u: u32) -> vec4<u32> {
-    let n = o.y + u / 4u;
-    if (n >= p.n || k0 + 16u * (u % 4u) >= p.k) {
+    let n = o.y + u / UPR;
+    if (n >= p.n || k0 + 16u * (u % UPR) >= p.k) {
         return vec4<u32>(0u);
     }
-    return weights[(n * p.row_words + k0 / 4u) / 4u + u % 4u];
+    return weights[(n * p.row_words + k0 / 4u) / 4u + u % UPR];
 }
 
 fn scale_q8_0(o: vec2<u32>, k0: u32, u: u32) -> f32 {
-    let n = o.y + u / 4u;
-    if (n >= p.n || k0 + 16u * (u % 4u) >= p.k) {
+    let n = o.y + u / UPR;
+    if (n >= p.n || k0 + 16u * (u % UPR) >= p.k) {
         return 0.0;
     }
-    let h = n * p.blocks_per_row + k0 / 32u + (u % 4u) / 2u;
+    let h = n * p.blocks_per_row + k0 / 32u + (u % UPR) / 2u;
     return half_at(scales[h / 2u], h);
 }
 
@@ -154,9 +157,9 @@ fn fetch_ws(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>)
     }
 }
 
-// Vector v of a tile goes to row v / 8, vec4s 2 (v % 8) and 2 (v % 8) + 1.
+// Vector v of a tile goes to row v / VPR, vec4s 2 (v % VPR) and 2 (v % VPR) + 1.
 fn at_v(v: u32) -> u32 {
-    return (v / 8u) * LDSV + 2u * (v % 8u);
+    return (v / VPR) * LDSV + 2u * (v % VPR);
 }
 
 fn stash_x(v: u32, a: vec4<f32>, b: vec4<f32>) {
@@ -182,9 +185,9 @@ fn stash_f32(o: vec2<u32>, k0: u32, v: u32) {
     ws[at + 1u] = vec4<f16>(bitcast<vec4<f32>>(fetch_f32(o, k0, v, 1u)));
 }
 
-// Unit u (16 weights) goes to row u / 4, vec4s 4 (u % 4)...
+// Unit u (16 weights) goes to row u / UPR, vec4s 4 (u % UPR)...
 fn stash_q8_0(u: u32, w: vec4<u32>, d: f32) {
-    let at = (u / 4u) * LDSV + 4u * (u % 4u);
+    let at = (u / UPR) * LDSV + 4u * (u % UPR);
     ws[at] = vec4<f16>(d * unpack_i8x4(w.x));
     ws[at + 1u] = vec4<f16>(d * unpack_i8x4(w.y));
     ws[at + 2u] = vec4<f16>(d * unpack_i8x4(w.z));
@@ -340,7 +343,7 @@ fn gemm_coop(
             if (owner) {
                 // A = x rows (row-major, K contiguous); B = W^T: W rows are B's columns,
                 // so B loads column-major from the same layout. Strides and offsets count
-                // vec4<f16>. The stage's four K steps of 16 are written out (see Stage).
+                // vec4<f16>. The stage's two or four K steps of 16 are written out (see Stage).
                 {
                     let ko = 0u;
                     let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
@@ -379,45 +382,46 @@ fn gemm_coop(
                         c13 = coopMultiplyAdd(a1, b3, c13);
                     }
                 }
-                {
-                    let ko = 8u;
-                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
-                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
-                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
-                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
-                    c00 = coopMultiplyAdd(a0, b0, c00);
-                    c01 = coopMultiplyAdd(a0, b1, c01);
-                    c10 = coopMultiplyAdd(a1, b0, c10);
-                    c11 = coopMultiplyAdd(a1, b1, c11);
-                    if (WTN > 32u) {
-                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
-                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
-                        c02 = coopMultiplyAdd(a0, b2, c02);
-                        c03 = coopMultiplyAdd(a0, b3, c03);
-                        c12 = coopMultiplyAdd(a1, b2, c12);
-                        c13 = coopMultiplyAdd(a1, b3, c13);
+                if (CK > 32u) {
+                    {
+                        let ko = 8u;
+                        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
+                        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
+                        let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
+                        let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
+                        c00 = coopMultiplyAdd(a0, b0, c00);
+                        c01 = coopMultiplyAdd(a0, b1, c01);
+                        c10 = coopMultiplyAdd(a1, b0, c10);
+                        c11 = coopMultiplyAdd(a1, b1, c11);
+                        if (WTN > 32u) {
+                            let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                            let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                            c02 = coopMultiplyAdd(a0, b2, c02);
+                            c03 = coopMultiplyAdd(a0, b3, c03);
+                            c12 = coopMultiplyAdd(a1, b2, c12);
+                            c13 = coopMultiplyAdd(a1, b3, c13);
+                        }
+                    }
+                    {
+                        let ko = 12u;
+                        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
+                        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
+                        let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
+                        let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
+                        c00 = coopMultiplyAdd(a0, b0, c00);
+                        c01 = coopMultiplyAdd(a0, b1, c01);
+                        c10 = coopMultiplyAdd(a1, b0, c10);
+                        c11 = coopMultiplyAdd(a1, b1, c11);
+                        if (WTN > 32u) {
+                            let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
+                            let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
+                            c02 = coopMultiplyAdd(a0, b2, c02);
+                            c03 = coopMultiplyAdd(a0, b3, c03);
+                            c12 = coopMultiplyAdd(a1, b2, c12);
+                            c13 = coopMultiplyAdd(a1, b3, c13);
+                        }
                     }
                 }
-                {
-                    let ko = 12u;
-                    let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + ko], LDSV);
-                    let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[xa + 16u * LDSV + ko], LDSV);
-                    let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + ko], LDSV);
-                    let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 16u * LDSV + ko], LDSV);
-                    c00 = coopMultiplyAdd(a0, b0, c00);
-                    c01 = coopMultiplyAdd(a0, b1, c01);
-                    c10 = coopMultiplyAdd(a1, b0, c10);
-                    c11 = coopMultiplyAdd(a1, b1, c11);
-                    if (WTN > 32u) {
-                        let b2 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 32u * LDSV + ko], LDSV);
-                        let b3 = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + 48u * LDSV + ko], LDSV);
-                        c02 = coopMultiplyAdd(a0, b2, c02);
-                        c03 = coopMultiplyAdd(a0, b3, c03);
-                        c12 = coopMultiplyAdd(a1, b2, c12);
-                        c13 = coopMultiplyAdd(a1, b3, c13);
-                    }
-                }
-
             }
         }
         // Out through workgroup memory, one accumulator at a time, so the epilogue sees
