@@ -41,7 +41,12 @@ impl Default for EngineOptions {
 
 /// The buffers one forward step reads and writes; shapes in (rows, cols).
 pub struct StepBuffers {
+    /// The context limit: positions a sequence may use.
     pub ctx: u32,
+    /// Positions the KV cache holds: `ctx` rounded up to a multiple of 4, so the
+    /// cooperative-matrix prefill attention can read keys as vec4s. The cache layout and
+    /// every attention kernel use this; nothing past `ctx` is ever written.
+    pub kv_ctx: u32,
     pub max_rows: u32,
     pub state: wgpu::Buffer,         // StepState
     pub tokens: wgpu::Buffer,        // (max_rows) input ids
@@ -79,11 +84,13 @@ impl StepBuffers {
         let inv_freq_buf = storage_buffer(gpu, "inv_freq", inv_freq.len() as u64 * 4);
         gpu.queue
             .write_buffer(&inv_freq_buf, 0, bytemuck::cast_slice(&inv_freq));
+        let kv_ctx = ctx.next_multiple_of(4);
         let kv_cache = (0..cfg.n_layers)
-            .map(|l| qwen2::kv_cache_layer(gpu, cfg, ctx, l))
+            .map(|l| qwen2::kv_cache_layer(gpu, cfg, kv_ctx, l))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             ctx,
+            kv_ctx,
             max_rows,
             state: storage_buffer(gpu, "state", 16),
             tokens: storage_buffer(gpu, "tokens", max_rows as u64 * 4),
@@ -109,7 +116,7 @@ impl StepBuffers {
             logits: act("logits", 1, cfg.vocab)?,
             kv_cache,
             inv_freq: inv_freq_buf,
-            attn_scratch: DecodeScratch::new(gpu, &cfg.attn_shape(ctx))?,
+            attn_scratch: DecodeScratch::new(gpu, &cfg.attn_shape(kv_ctx))?,
             dummy: storage_buffer(gpu, "dummy", 16),
         })
     }

@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::attention::{
-    decode, decode_splits, decode_tile_keys, prefill, prefill_with, AttentionBindings, AttnShape,
-    DecodeScratch, PrefillTiles, MAX_SPLITS,
+    decode, decode_splits, decode_tile_keys, prefill, prefill_coop, prefill_with,
+    AttentionBindings, AttnShape, DecodeScratch, PrefillPath, PrefillTiles, MAX_SPLITS,
 };
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
@@ -238,16 +238,18 @@ fn decode_rejects_bad_shapes() {
 // ---------------------------------------------------------------------------------
 // Prefill
 
-fn check_prefill(
-    gpu: &Gpu,
-    rng: &mut Rng,
-    s: &AttnShape,
-    tiles: Option<PrefillTiles>,
-    pos: u32,
-    rows: u32,
-) {
+/// Which prefill kernel a check runs: the default choice, the f32 tiles, or the
+/// cooperative-matrix kernel.
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    Default,
+    Tiles(PrefillTiles),
+    Coop,
+}
+
+fn check_prefill(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, kernel: Kernel, pos: u32, rows: u32) {
     let what = format!(
-        "prefill heads={}/{} hd={} tiles={tiles:?} pos={pos} rows={rows}",
+        "prefill heads={}/{} hd={} {kernel:?} pos={pos} rows={rows}",
         s.n_heads, s.n_kv_heads, s.head_dim
     );
     let c = caches(gpu, rng, s, (pos + rows) as usize);
@@ -266,14 +268,22 @@ fn check_prefill(
         v_cache: &c.v,
         out: &out,
     };
-    let d = match tiles {
-        Some(t) => prefill_with(gpu, &b, s, t).unwrap(),
-        None => prefill(gpu, &b, s).unwrap(),
+    let d = match kernel {
+        Kernel::Tiles(t) => prefill_with(gpu, &b, s, t).unwrap(),
+        Kernel::Default => prefill(gpu, &b, s).unwrap(),
+        Kernel::Coop => prefill_coop(gpu, &b, s).unwrap(),
     };
     run(gpu, d, rows);
     let got = read_f32(gpu, &out.buf);
     let want = attention_ref(&qs, &c.k_host, &c.v_host, s, pos as usize, rows as usize);
-    assert_close(&what, &unpad(&out, &got, rows as usize), &want, 1e-4);
+    // The coop kernel rounds q, K, V and the probabilities to f16 (2^-11 relative each).
+    let coop = match kernel {
+        Kernel::Coop => true,
+        Kernel::Tiles(_) => false,
+        Kernel::Default => PrefillPath::choose(gpu, s.head_dim).unwrap() == PrefillPath::Coop,
+    };
+    let tol = if coop { 4e-3 } else { 1e-4 };
+    assert_close(&what, &unpad(&out, &got, rows as usize), &want, tol);
     let stride = out.stride as usize;
     let outside: Vec<f32> = got
         .iter()
@@ -302,7 +312,7 @@ fn prefill_default_tiles() {
             (258, 1),
             (250, 5),
         ] {
-            check_prefill(&gpu, &mut rng, &s, None, pos, rows);
+            check_prefill(&gpu, &mut rng, &s, Kernel::Default, pos, rows);
         }
     }
 }
@@ -315,7 +325,7 @@ fn prefill_tile_variants() {
     // H100's 48,32,8 default does at head_dim 128).
     let gpu = gpu(None);
     let mut rng = Rng::new(62);
-    let t = |bq, bk, tx| Some(PrefillTiles { bq, bk, tx });
+    let t = |bq, bk, tx| Kernel::Tiles(PrefillTiles { bq, bk, tx });
     for (hd, tiles) in [
         (64, t(32, 32, 8)),
         (64, t(16, 16, 4)),
@@ -334,6 +344,68 @@ fn prefill_tile_variants() {
             check_prefill(&gpu, &mut rng, &s, tiles, pos, rows);
         }
     }
+}
+
+#[test]
+fn prefill_coop_matches_reference() {
+    // Every head_dim the kernel takes (each output-accumulator guard), GQA groups of 1 to
+    // 7, rows within one 64-row tile, exactly one, across several with a partial last one,
+    // from pos 0 and from a pos that is not a multiple of the 32-key tile.
+    let gpu = gpu(None);
+    if !gpu.coop_matrix_f16 {
+        eprintln!(
+            "note: '{}' has no 16x16 f16 cooperative matrices: coop prefill attention skipped",
+            gpu.info.name
+        );
+        assert_eq!(
+            PrefillPath::choose(&gpu, 64).unwrap(),
+            PrefillPath::Tiled,
+            "the default path without cooperative matrices"
+        );
+        return;
+    }
+    let mut rng = Rng::new(63);
+    for (h, kv, hd) in [
+        (14, 2, 64),
+        (28, 4, 128),
+        (4, 4, 32),
+        (6, 2, 48),
+        (7, 7, 80),
+        (2, 1, 96),
+        (3, 1, 112),
+    ] {
+        let s = shape(h, kv, hd, 400);
+        for (pos, rows) in [
+            (0, 1),
+            (0, 17),
+            (0, 64),
+            (0, 130),
+            (37, 64),
+            (201, 130),
+            (250, 5),
+        ] {
+            check_prefill(&gpu, &mut rng, &s, Kernel::Coop, pos, rows);
+        }
+    }
+    // A cache of 401 positions cannot be read as vec4s of keys: the default path takes
+    // the f32 tiles, and the coop kernel refuses it.
+    let s = shape(14, 2, 64, 401);
+    check_prefill(&gpu, &mut rng, &s, Kernel::Default, 100, 70);
+    let q = Activation::new(&gpu, "q", 4, 14 * 64).unwrap();
+    let c = caches(&gpu, &mut rng, &s, 4);
+    let state = state_buffer(&gpu, 0, 4, 0);
+    let b = AttentionBindings {
+        state: &state,
+        q: &q,
+        k_cache: &c.k,
+        v_cache: &c.v,
+        out: &q,
+    };
+    let err = match prefill_coop(&gpu, &b, &s) {
+        Ok(_) => panic!("prefill_coop accepted ctx 401"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("multiple of 4 positions"), "{err}");
 }
 
 #[test]

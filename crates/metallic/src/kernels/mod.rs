@@ -2,6 +2,7 @@
 //! the Rust side that sizes and records its dispatches.
 
 pub mod attention;
+pub mod attention_coop;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul_gemm;

@@ -202,7 +202,7 @@ fn build_prefill(
     w: &Qwen2Weights,
     s: &StepBuffers,
 ) -> Result<Plan> {
-    let shape = cfg.attn_shape(s.ctx);
+    let shape = cfg.attn_shape(s.kv_ctx);
     let mut body = Plan::default();
     b.embed(&mut body, &w.token_embd, &s.tokens, &s.x)?;
     for (layer, cache) in w.layers.iter().zip(&s.kv_cache) {
@@ -249,7 +249,7 @@ fn build_decode(
     w: &Qwen2Weights,
     s: &StepBuffers,
 ) -> Result<Plan> {
-    let shape = cfg.attn_shape(s.ctx);
+    let shape = cfg.attn_shape(s.kv_ctx);
     let inv_freq = rope_kv::inv_freq(cfg.rope_theta, cfg.head_dim);
     let norm = |weight| InputNorm {
         weight,

@@ -4,12 +4,15 @@
 //!   two dispatches per layer, a per-chunk pass and a per-head merge, through a
 //!   [`DecodeScratch`] that all layers can share.
 //! - [`prefill`]: any number of rows (row m at `state.pos + m`), causal flash attention
-//!   over tiles of `BQ` rows: one dispatch per layer.
+//!   over tiles of `BQ` rows: one dispatch per layer. On adapters with 16x16 f16
+//!   cooperative matrices it runs on them ([`prefill_coop`], family `attention_coop`),
+//!   elsewhere in f32 ([`prefill_with`]); [`PrefillPath`] decides.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, uniform_buffer, Dispatch, Gpu, Grid};
+use crate::kernels::attention_coop;
 use crate::tensor::Activation;
 
 /// Largest supported head dimension.
@@ -338,11 +341,132 @@ impl PrefillTiles {
     }
 }
 
+/// Which prefill attention kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefillPath {
+    /// f32 FMA tiles, any adapter ([`prefill_with`]).
+    Tiled,
+    /// Q·Kᵀ and P·V on 16x16 f16 cooperative matrices ([`prefill_coop`]).
+    Coop,
+}
+
+impl PrefillPath {
+    /// `Coop` where the adapter has 16x16 f16 cooperative matrices and the kernel handles
+    /// `head_dim` in the device's workgroup memory, else `Tiled`. `METALLIC_ATTN_PREFILL`
+    /// = `auto` (default), `coop` or `tiled` forces one (`coop` where it cannot run is an
+    /// error); `METALLIC_ATTN_TILES` alone implies `tiled`.
+    pub fn choose(gpu: &Gpu, head_dim: u32) -> Result<Self> {
+        let coop_ok = gpu.coop_matrix_f16
+            && attention_coop::supports_head_dim(head_dim)
+            && attention_coop::workgroup_bytes(head_dim)
+                <= gpu.limits.max_compute_workgroup_storage_size as u64;
+        let forced = std::env::var("METALLIC_ATTN_PREFILL").unwrap_or_default();
+        match forced.trim() {
+            "" | "auto" if std::env::var_os("METALLIC_ATTN_TILES").is_some() => Ok(Self::Tiled),
+            "" | "auto" => Ok(if coop_ok { Self::Coop } else { Self::Tiled }),
+            "tiled" => Ok(Self::Tiled),
+            "coop" if coop_ok => Ok(Self::Coop),
+            "coop" => Err(Error::Invalid(format!(
+                "METALLIC_ATTN_PREFILL=coop: '{}' has no 16x16 f16 cooperative matrices, or \
+                 head_dim {head_dim} is not a multiple of 16 in 32..=128, or its {} bytes of \
+                 workgroup memory do not fit",
+                gpu.info.name,
+                attention_coop::workgroup_bytes(head_dim)
+            ))),
+            v => Err(Error::Invalid(format!(
+                "METALLIC_ATTN_PREFILL must be auto, coop or tiled, got '{v}'"
+            ))),
+        }
+    }
+}
+
 /// Causal flash attention for `state.n_rows` rows starting at `state.pos`: one
-/// dispatch, grid (n_heads, ceil(rows / bq)). Also correct for a single row.
+/// dispatch, grid (n_heads, ceil(rows / rows per workgroup)), on the path
+/// [`PrefillPath::choose`] picks. Also correct for a single row.
 pub fn prefill(gpu: &Gpu, b: &AttentionBindings<'_>, shape: &AttnShape) -> Result<Vec<Dispatch>> {
-    let tiles = PrefillTiles::for_head_dim(gpu, shape.head_dim)?;
-    prefill_with(gpu, b, shape, tiles)
+    match PrefillPath::choose(gpu, shape.head_dim)? {
+        // (the coop kernel reads K as vec4s of keys: a cache of ctx % 4 != 0 takes the tiles)
+        PrefillPath::Coop if shape.ctx.is_multiple_of(4) => prefill_coop(gpu, b, shape),
+        PrefillPath::Coop => prefill_with(
+            gpu,
+            b,
+            shape,
+            PrefillTiles::for_head_dim(gpu, shape.head_dim)?,
+        ),
+        PrefillPath::Tiled => {
+            let tiles = PrefillTiles::for_head_dim(gpu, shape.head_dim)?;
+            prefill_with(gpu, b, shape, tiles)
+        }
+    }
+}
+
+/// [`prefill`] on cooperative matrices (`attention_coop`): q, K, V and the
+/// probabilities rounded to f16, f32 accumulation and softmax; 64 rows per workgroup.
+/// Needs `shape.ctx` a multiple of 4 (K is read as vec4s of keys).
+pub fn prefill_coop(
+    gpu: &Gpu,
+    b: &AttentionBindings<'_>,
+    shape: &AttnShape,
+) -> Result<Vec<Dispatch>> {
+    check(shape, b)?;
+    if !gpu.coop_matrix_f16
+        || !attention_coop::supports_head_dim(shape.head_dim)
+        || !shape.ctx.is_multiple_of(4)
+    {
+        return Err(Error::Invalid(format!(
+            "attention: the cooperative-matrix prefill needs 16x16 f16 cooperative matrices, \
+             head_dim a multiple of 16 in 32..=128 and a cache of a multiple of 4 positions \
+             (got head_dim {}, ctx {})",
+            shape.head_dim, shape.ctx
+        )));
+    }
+    let pipeline = gpu.pipeline(
+        attention_coop::FAMILY,
+        "prefill_coop",
+        &[("HEAD_DIM", shape.head_dim as f64)],
+    )?;
+    let bind_group = prefill_bind_group(gpu, b, shape, &pipeline, "attention.prefill_coop");
+    Ok(vec![Dispatch {
+        label: "attention_prefill_coop".into(),
+        pipeline,
+        bind_group,
+        grid: Grid::RowTiles {
+            x: shape.n_heads,
+            tile_rows: attention_coop::ROWS,
+        },
+    }])
+}
+
+/// The bind group both prefill kernels share (the same bindings and params).
+fn prefill_bind_group(
+    gpu: &Gpu,
+    b: &AttentionBindings<'_>,
+    shape: &AttnShape,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+) -> wgpu::BindGroup {
+    let params = PrefillParams {
+        n_heads: shape.n_heads,
+        n_kv_heads: shape.n_kv_heads,
+        q_stride4: b.q.stride / 4,
+        out_stride4: b.out.stride / 4,
+        ctx: shape.ctx,
+        scale: score_scale(shape.head_dim),
+        _pad: [0; 2],
+    };
+    let ubuf = uniform_buffer(gpu, &format!("{label}.params"), &params);
+    gpu.bind_group(
+        label,
+        pipeline,
+        &[
+            (1, b.state.as_entire_binding()),
+            (3, b.k_cache.as_entire_binding()),
+            (8, ubuf.as_entire_binding()),
+            (9, b.q.buf.as_entire_binding()),
+            (10, b.v_cache.as_entire_binding()),
+            (11, b.out.buf.as_entire_binding()),
+        ],
+    )
 }
 
 /// [`prefill`] with explicit tiles.
@@ -364,28 +488,7 @@ pub fn prefill_with(
             ("TX", tiles.tx as f64),
         ],
     )?;
-    let params = PrefillParams {
-        n_heads: shape.n_heads,
-        n_kv_heads: shape.n_kv_heads,
-        q_stride4: b.q.stride / 4,
-        out_stride4: b.out.stride / 4,
-        ctx: shape.ctx,
-        scale: score_scale(shape.head_dim),
-        _pad: [0; 2],
-    };
-    let ubuf = uniform_buffer(gpu, "attention.prefill.params", &params);
-    let bind_group = gpu.bind_group(
-        "attention.prefill",
-        &pipeline,
-        &[
-            (1, b.state.as_entire_binding()),
-            (3, b.k_cache.as_entire_binding()),
-            (8, ubuf.as_entire_binding()),
-            (9, b.q.buf.as_entire_binding()),
-            (10, b.v_cache.as_entire_binding()),
-            (11, b.out.buf.as_entire_binding()),
-        ],
-    );
+    let bind_group = prefill_bind_group(gpu, b, shape, &pipeline, "attention.prefill");
     Ok(vec![Dispatch {
         label: "attention_prefill".into(),
         pipeline,
