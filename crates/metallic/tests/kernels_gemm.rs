@@ -454,12 +454,16 @@ fn coop_tile_names_and_choice() {
         assert_eq!(CoopTile::parse(bad), None, "{bad}");
     }
     // 0.5B and 7B shapes at M = 512 and 2048 (see CoopTile::for_shape).
-    assert_eq!(CoopTile::for_shape(896, 512), CoopTile::NARROW);
-    assert_eq!(CoopTile::for_shape(1152, 512), CoopTile::WIDE);
-    assert_eq!(CoopTile::for_shape(9728, 512), CoopTile::TALL);
-    assert_eq!(CoopTile::for_shape(4608, 512), CoopTile::TALL);
-    assert_eq!(CoopTile::for_shape(896, 2048), CoopTile::TALL);
-    assert_eq!(CoopTile::for_shape(4608, 16), CoopTile::WIDE);
+    assert_eq!(CoopTile::for_shape(896, 512, 48 << 10), CoopTile::NARROW);
+    assert_eq!(CoopTile::for_shape(1152, 512, 48 << 10), CoopTile::WIDE);
+    assert_eq!(CoopTile::for_shape(9728, 512, 48 << 10), CoopTile::TALL);
+    assert_eq!(CoopTile::for_shape(4608, 512, 48 << 10), CoopTile::TALL);
+    assert_eq!(CoopTile::for_shape(896, 2048, 48 << 10), CoopTile::TALL);
+    assert_eq!(CoopTile::for_shape(4608, 16, 48 << 10), CoopTile::WIDE);
+    // 32 KiB of workgroup memory (Apple): never the 44 KiB tall tile.
+    assert_eq!(CoopTile::for_shape(9728, 512, 32 << 10), CoopTile::WIDE);
+    assert_eq!(CoopTile::TALL.workgroup_bytes(), 45056);
+    assert!(CoopTile::WIDE.workgroup_bytes() <= 32 << 10);
     assert_eq!(
         CoopTile::TALL.shape(),
         metallic::kernels::matmul_gemm_coop::TILE

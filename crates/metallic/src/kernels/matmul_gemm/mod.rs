@@ -199,7 +199,8 @@ fn dispatches(
         let (pipeline, (tile_rows, tile_n)) = match cfg.path {
             GemmPath::Portable => (gpu.pipeline(family, &entry, &[])?, cfg.tile()),
             GemmPath::Coop => {
-                let tile = forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows));
+                let limit = gpu.limits.max_compute_workgroup_storage_size;
+                let tile = forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows, limit));
                 (
                     gpu.pipeline(family, &entry, &tile.constants())?,
                     tile.shape(),

@@ -71,6 +71,15 @@ impl CoopTile {
         (32 * self.warps_m, self.wtn * self.warps_n)
     }
 
+    /// Workgroup memory the kernel declares with this tile: the x and W stages (rows of
+    /// CK halves plus 8 of padding, f16) and one 16 x 16 f32 drain area per slot. 128 x 128
+    /// takes 44 KiB, 64 x 128 31 KiB, 64 x 64 22 KiB.
+    pub fn workgroup_bytes(&self) -> u64 {
+        let (rows, outs) = self.shape();
+        let pitch = (self.ck as u64 / 4 + 2) * 8;
+        (rows + outs) as u64 * pitch + (self.warps_m * self.warps_n) as u64 * 256 * 4
+    }
+
     pub fn constants(&self) -> [(&'static str, f64); 7] {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         [
@@ -129,15 +138,19 @@ impl CoopTile {
     }
 
     /// The tile for a weight chunk of `n` outputs in a plan for up to `max_rows` batch
-    /// rows. 128 x 128 (256 threads) when that still gives at least [`TALL_MIN_TILES`]
-    /// workgroups: it reads each staged x and W vector for twice the multiplies of
-    /// 64 x 128. Otherwise the wide tile, unless its column tiles would be so few (under 8)
-    /// that most of the GPU idles; then 64 x 64, still 4 slots. On an H100 (gemm_bench,
-    /// F16) at M = 512: 7B gate_up 86 -> 114 TFLOP/s and down 60 -> 97 on 128 x 128, while
-    /// 0.5B qkv (36 tall tiles) drops 31 -> 26; N = 896 runs 1.5x faster on 64 x 64 than
-    /// on 64 x 128.
-    pub fn for_shape(n: u32, max_rows: u32) -> Self {
-        if max_rows.div_ceil(128) * n.div_ceil(128) >= TALL_MIN_TILES {
+    /// rows, on a device with `max_workgroup_bytes` of workgroup memory. 128 x 128 (256
+    /// threads) when that still gives at least [`TALL_MIN_TILES`] workgroups and fits: it
+    /// reads each staged x and W vector for twice the multiplies of 64 x 128. Otherwise the
+    /// wide tile, unless its column tiles would be so few (under 8) that most of the GPU
+    /// idles; then 64 x 64, still 4 slots. On an H100 (gemm_bench, F16) at M = 512: 7B
+    /// gate_up 86 -> 114 TFLOP/s and down 60 -> 97 on 128 x 128, while 0.5B qkv (36 tall
+    /// tiles) drops 31 -> 26; N = 896 runs 1.5x faster on 64 x 64 than on 64 x 128. Devices
+    /// with 32 KiB (Apple) never take 128 x 128.
+    pub fn for_shape(n: u32, max_rows: u32, max_workgroup_bytes: u32) -> Self {
+        let tall_tiles = max_rows.div_ceil(128) * n.div_ceil(128);
+        if tall_tiles >= TALL_MIN_TILES
+            && Self::TALL.workgroup_bytes() <= max_workgroup_bytes as u64
+        {
             Self::TALL
         } else if n < 1024 {
             Self::NARROW
