@@ -30,22 +30,6 @@ override NC: u32 = (HEAD_DIM / 4u + TX - 1u) / TX;
 override K_STEPS: u32 = (HEAD_DIM * (BK / 4u) + BQ / 4u * TX - 1u) / (BQ / 4u * TX);
 override V_STEPS: u32 = (BK * (HEAD_DIM / 4u) + BQ / 4u * TX - 1u) / (BQ / 4u * TX);
 
-struct PrefillParams {
-    n_heads: u32,
-    n_kv_heads: u32,
-    q_stride4: u32,    // vec4s between batch rows of q
-    out_stride4: u32,  // vec4s between batch rows of out
-    ctx: u32,          // cache capacity (positions)
-    scale: f32,        // log2(e) / sqrt(head_dim)
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(8) var<uniform> pp: PrefillParams;
-@group(0) @binding(9) var<storage, read> q4: array<vec4<f32>>;          // (rows, q_stride), rotated
-@group(0) @binding(10) var<storage, read> v4_cache: array<vec4<f32>>;   // (n_kv_heads, ctx, head_dim)
-@group(0) @binding(11) var<storage, read_write> out4: array<vec4<f32>>; // (rows, out_stride)
-
 var<workgroup> q_t: array<vec4<f32>, HEAD_DIM * BQ / 4u>;  // [d][row / 4], scaled
 var<workgroup> kv_t: array<vec4<f32>, HEAD_DIM * BK / 4u>; // K: [d][key / 4]; V: [key][d / 4]
 var<workgroup> p_t: array<vec4<f32>, BK * BQ / 4u>;        // [key][row / 4]: scores, then probs

@@ -35,24 +35,9 @@ const KP: u32 = BK / 4u + 2u;
 override VP: u32 = HEAD_DIM / 4u + 2u;
 const PP: u32 = BK / 4u + 2u;
 
-struct PrefillParams {
-    n_heads: u32,
-    n_kv_heads: u32,
-    q_stride4: u32,    // vec4s between batch rows of q
-    out_stride4: u32,  // vec4s between batch rows of out
-    ctx: u32,          // cache capacity (positions)
-    scale: f32,        // log2(e) / sqrt(head_dim)
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(1) var<storage, read> state: StepState;
 // (n_kv_heads, head_dim, ctx), read as vec4s of keys: ctx is a multiple of 4.
 @group(0) @binding(3) var<storage, read> k4_cache: array<vec4<f32>>;
-@group(0) @binding(8) var<uniform> pp: PrefillParams;
-@group(0) @binding(9) var<storage, read> q4: array<vec4<f32>>;          // (rows, q_stride), rotated
-@group(0) @binding(10) var<storage, read> v4_cache: array<vec4<f32>>;   // (n_kv_heads, ctx, head_dim)
-@group(0) @binding(11) var<storage, read_write> out4: array<vec4<f32>>; // (rows, out_stride)
 
 var<workgroup> qs: array<vec4<f16>, BQ * QP>;        // scaled q rows
 var<workgroup> kv: array<vec4<f16>, HEAD_DIM * KP>;  // a K tile (HEAD_DIM x KP), or a V tile (BK x VP)
