@@ -280,7 +280,7 @@ fn check_prefill(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, kernel: Kernel, pos: u
     let coop = match kernel {
         Kernel::Coop => true,
         Kernel::Tiles(_) => false,
-        Kernel::Default => PrefillPath::choose(gpu, s.head_dim).unwrap() == PrefillPath::Coop,
+        Kernel::Default => PrefillPath::choose(gpu, s).unwrap() == PrefillPath::Coop,
     };
     let tol = if coop { 4e-3 } else { 1e-4 };
     assert_close(&what, &unpad(&out, &got, rows as usize), &want, tol);
@@ -358,7 +358,7 @@ fn prefill_coop_matches_reference() {
             gpu.info.name
         );
         assert_eq!(
-            PrefillPath::choose(&gpu, 64).unwrap(),
+            PrefillPath::choose(&gpu, &shape(14, 2, 64, 400)).unwrap(),
             PrefillPath::Tiled,
             "the default path without cooperative matrices"
         );

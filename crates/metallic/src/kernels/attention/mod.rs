@@ -351,28 +351,23 @@ pub enum PrefillPath {
 }
 
 impl PrefillPath {
-    /// `Coop` where the adapter has 16x16 f16 cooperative matrices and the kernel handles
-    /// `head_dim` in the device's workgroup memory, else `Tiled`. `METALLIC_ATTN_PREFILL`
-    /// = `auto` (default), `coop` or `tiled` forces one (`coop` where it cannot run is an
-    /// error); `METALLIC_ATTN_TILES` alone implies `tiled`.
-    pub fn choose(gpu: &Gpu, head_dim: u32) -> Result<Self> {
-        let coop_ok = gpu.coop_matrix_f16
-            && attention_coop::supports_head_dim(head_dim)
-            && attention_coop::workgroup_bytes(head_dim)
-                <= gpu.limits.max_compute_workgroup_storage_size as u64;
+    /// `Coop` where the cooperative-matrix kernel can run ([`coop_blocker`] finds nothing),
+    /// else `Tiled`. `METALLIC_ATTN_PREFILL` = `auto` (default), `coop` or `tiled` forces
+    /// one (`coop` where it cannot run is an error); `METALLIC_ATTN_TILES` alone implies
+    /// `tiled`.
+    pub fn choose(gpu: &Gpu, shape: &AttnShape) -> Result<Self> {
         let forced = std::env::var("METALLIC_ATTN_PREFILL").unwrap_or_default();
         match forced.trim() {
             "" | "auto" if std::env::var_os("METALLIC_ATTN_TILES").is_some() => Ok(Self::Tiled),
-            "" | "auto" => Ok(if coop_ok { Self::Coop } else { Self::Tiled }),
+            "" | "auto" => Ok(match coop_blocker(gpu, shape) {
+                None => Self::Coop,
+                Some(_) => Self::Tiled,
+            }),
             "tiled" => Ok(Self::Tiled),
-            "coop" if coop_ok => Ok(Self::Coop),
-            "coop" => Err(Error::Invalid(format!(
-                "METALLIC_ATTN_PREFILL=coop: '{}' has no 16x16 f16 cooperative matrices, or \
-                 head_dim {head_dim} is not a multiple of 16 in 32..=128, or its {} bytes of \
-                 workgroup memory do not fit",
-                gpu.info.name,
-                attention_coop::workgroup_bytes(head_dim)
-            ))),
+            "coop" => match coop_blocker(gpu, shape) {
+                None => Ok(Self::Coop),
+                Some(why) => Err(Error::Invalid(format!("METALLIC_ATTN_PREFILL=coop: {why}"))),
+            },
             v => Err(Error::Invalid(format!(
                 "METALLIC_ATTN_PREFILL must be auto, coop or tiled, got '{v}'"
             ))),
@@ -380,19 +375,37 @@ impl PrefillPath {
     }
 }
 
+/// Why the cooperative-matrix prefill cannot run for `shape` on `gpu`, if it cannot.
+fn coop_blocker(gpu: &Gpu, shape: &AttnShape) -> Option<String> {
+    let (hd, ctx) = (shape.head_dim, shape.ctx);
+    let bytes = attention_coop::workgroup_bytes(hd);
+    let limit = gpu.limits.max_compute_workgroup_storage_size;
+    if !gpu.coop_matrix_f16 {
+        Some(format!(
+            "'{}' has no 16x16 f16 cooperative matrices",
+            gpu.info.name
+        ))
+    } else if !attention_coop::supports_head_dim(hd) {
+        Some(format!("head_dim {hd} is not a multiple of 16 in 32..=128"))
+    } else if !ctx.is_multiple_of(4) {
+        Some(format!(
+            "a cache of {ctx} positions: keys are read as vec4s, so it must hold a multiple of 4 positions"
+        ))
+    } else if bytes > limit as u64 {
+        Some(format!(
+            "it needs {bytes} bytes of workgroup memory at head_dim {hd}, the device has {limit}"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Causal flash attention for `state.n_rows` rows starting at `state.pos`: one
 /// dispatch, grid (n_heads, ceil(rows / rows per workgroup)), on the path
 /// [`PrefillPath::choose`] picks. Also correct for a single row.
 pub fn prefill(gpu: &Gpu, b: &AttentionBindings<'_>, shape: &AttnShape) -> Result<Vec<Dispatch>> {
-    match PrefillPath::choose(gpu, shape.head_dim)? {
-        // (the coop kernel reads K as vec4s of keys: a cache of ctx % 4 != 0 takes the tiles)
-        PrefillPath::Coop if shape.ctx.is_multiple_of(4) => prefill_coop(gpu, b, shape),
-        PrefillPath::Coop => prefill_with(
-            gpu,
-            b,
-            shape,
-            PrefillTiles::for_head_dim(gpu, shape.head_dim)?,
-        ),
+    match PrefillPath::choose(gpu, shape)? {
+        PrefillPath::Coop => prefill_coop(gpu, b, shape),
         PrefillPath::Tiled => {
             let tiles = PrefillTiles::for_head_dim(gpu, shape.head_dim)?;
             prefill_with(gpu, b, shape, tiles)
@@ -409,15 +422,9 @@ pub fn prefill_coop(
     shape: &AttnShape,
 ) -> Result<Vec<Dispatch>> {
     check(shape, b)?;
-    if !gpu.coop_matrix_f16
-        || !attention_coop::supports_head_dim(shape.head_dim)
-        || !shape.ctx.is_multiple_of(4)
-    {
+    if let Some(why) = coop_blocker(gpu, shape) {
         return Err(Error::Invalid(format!(
-            "attention: the cooperative-matrix prefill needs 16x16 f16 cooperative matrices, \
-             head_dim a multiple of 16 in 32..=128 and a cache of a multiple of 4 positions \
-             (got head_dim {}, ctx {})",
-            shape.head_dim, shape.ctx
+            "attention: the cooperative-matrix prefill cannot run: {why}"
         )));
     }
     let pipeline = gpu.pipeline(
