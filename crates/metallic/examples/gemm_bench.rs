@@ -281,10 +281,12 @@ fn main() {
                         }
                         Some((r, _)) => format!("{:.1e}", rel_diff(&out, r)),
                     };
-                    // (NaN where the GEMV was not timed)
-                    let speedup = reference.as_ref().map_or(1.0, |(_, g)| g / us);
+                    let speedup = match reference.as_ref().map_or(1.0, |(_, g)| g / us) {
+                        s if s.is_nan() => "-".to_string(), // the GEMV was not timed
+                        s => format!("{s:.1}x"),
+                    };
                     println!(
-                        "| {model} | {name} | {n}x{k} | {} | {m} | {label} | {us:.1} | {:.2} | {speedup:.1}x | {diff} |",
+                        "| {model} | {name} | {n}x{k} | {} | {m} | {label} | {us:.1} | {:.2} | {speedup} | {diff} |",
                         ty.name(),
                         flops / us / 1e6,
                     );

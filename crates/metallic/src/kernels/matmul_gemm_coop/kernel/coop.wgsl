@@ -49,8 +49,8 @@ var<workgroup> cs: array<f32, WARPS * 256u>;  // (WARPS, 16, 16): one accumulato
 // One stage's global loads, held in registers between `fetch` and `stash`. Loops over
 // these are written out with literal indices: naga's loop guards could keep a driver from
 // unrolling them, and a dynamically indexed array would leave registers for memory.
-// The staged unit is a vector of 8 halves (two vec4<f16>): the x tile has CM * 8 of
-// them, 2 or 4 per thread; the W tile CN * 8, 4 or 8 per thread.
+// The staged unit is a vector of 8 halves (two vec4<f16>): the x tile has CM * VPR of
+// them, NXV per thread; the W tile CN * VPR, NWV per thread (Q8_0: NQV 16-byte units).
 struct Stage {
     x: array<vec4<f32>, 8>,   // vector i: x[2 i], x[2 i + 1]
     w: array<vec4<u32>, 8>,   // F16: vector i; Q8_0: 16 bytes (16 weights) each, 2 or 4
