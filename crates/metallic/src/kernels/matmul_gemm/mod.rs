@@ -170,7 +170,7 @@ fn coop_tile_from_env() -> Result<Option<CoopTile>> {
         Ok(v) if v.trim().is_empty() || v.trim() == "auto" => Ok(None),
         Ok(v) => CoopTile::parse(&v).map(Some).ok_or_else(|| {
             Error::Invalid(format!(
-                "METALLIC_GEMM_COOP_TILE must be auto, 128x128, 64x128, 64x64, 32x128, 32x64, 64x64w or 32x64w (optionally -pf, -px or -pw), got '{v}'"
+                "METALLIC_GEMM_COOP_TILE must be auto, 128x128, 64x128, 64x64, 32x128, 32x64, 64x64w or 32x64w (optionally with -pf, -px or -pw and -k32), got '{v}'"
             ))
         }),
     }
