@@ -1,6 +1,6 @@
 //! GEMV variants over the Qwen2.5 decode shapes: `cargo bench -p metallic --bench
-//! gemv_variant_bench`. The variant comes from `METALLIC_GEMV_COLS_PER_TG` (2, 4 or 8),
-//! as in the engine; `METALLIC_BENCH_SHAPES=0.5b|7b|all` picks the shapes (default 0.5b).
+//! gemv_variant_bench`. The variant comes from `METALLIC_GEMV_COLS_PER_TG` and
+//! `METALLIC_GEMV_Q8_COLS_PER_TG` (2, 4, 8 or 16), as in the engine; `METALLIC_BENCH_SHAPES=0.5b|7b|all` picks the shapes (default 0.5b).
 //! Each sample records `iters` dependent-free dispatches of one GEMV in a single pass
 //! and waits for the GPU, so the time per iteration is kernel time plus the per-dispatch
 //! cost; throughput is reported as weight bytes read.
@@ -52,7 +52,10 @@ fn bench(c: &mut Criterion) {
         _ => SHAPES_05B.to_vec(),
     };
     let dummy = storage_buffer(&gpu, "dummy", 16);
-    let mut group = c.benchmark_group(format!("gemv_cols{}", cfg.cols_per_tg));
+    let mut group = c.benchmark_group(format!(
+        "gemv_cols{}_q8cols{}",
+        cfg.cols_per_tg, cfg.q8_cols_per_tg
+    ));
     group
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);

@@ -121,12 +121,14 @@ fn norm_prologue_with_bias_and_residual() {
         // Fewer subgroups than rows (8-wide subgroups on lavapipe): the loop path.
         GemvConfig {
             cols_per_tg: 8,
+            q8_cols_per_tg: 8,
             wg_size: 32,
             q8_wg_size: 32,
             ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
+            q8_cols_per_tg: 2,
             wg_size: 256,
             q8_wg_size: 256,
             ..Default::default()
@@ -139,6 +141,7 @@ fn norm_prologue_with_bias_and_residual() {
         },
         GemvConfig {
             cols_per_tg: 8,
+            q8_cols_per_tg: 8,
             wg_size: 32,
             q8_wg_size: 32,
             q8_dot: Q8Dot::I8,
@@ -273,9 +276,15 @@ fn norm_prologue_with_swiglu() {
         let xs = x_rows(&gpu, &mut rng, &x, rows);
         let (gbuf, g) = norm_weight(&gpu, &mut rng, k);
         let dummy = storage_buffer(&gpu, "dummy", 16);
-        for (cols, q8_dot) in [(2, Q8Dot::F32), (8, Q8Dot::F32), (4, Q8Dot::I8)] {
+        for (cols, q8_dot) in [
+            (2, Q8Dot::F32),
+            (8, Q8Dot::F32),
+            (16, Q8Dot::F32),
+            (4, Q8Dot::I8),
+        ] {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
+                q8_cols_per_tg: cols,
                 wg_size: 64,
                 q8_wg_size: 64,
                 q8_dot,
@@ -333,6 +342,7 @@ fn norm_prologue_on_the_last_row_only() {
             8,
             GemvConfig {
                 cols_per_tg: 2,
+                q8_cols_per_tg: 2,
                 wg_size: 32,
                 q8_wg_size: 32,
                 ..Default::default()
@@ -727,7 +737,7 @@ fn qkv_rope_every_config_and_split_bindings() {
     // share the rows; a 4 KiB binding limit splits the matrix (between heads) into chunks
     // that each find their heads.
     let mut rng = Rng::new(64);
-    for cols_per_tg in [2, 4, 8] {
+    for cols_per_tg in [2, 4, 8, 16] {
         for wg_size in [32, 64, 256] {
             for (ty, max_binding) in [(GgmlType::F16, None), (GgmlType::Q8_0, Some(4096))] {
                 let c = QkvCase {
@@ -742,6 +752,7 @@ fn qkv_rope_every_config_and_split_bindings() {
                     // Q8_0 alternates the dot product form across the configs.
                     cfg: GemvConfig {
                         cols_per_tg,
+                        q8_cols_per_tg: cols_per_tg,
                         wg_size,
                         q8_wg_size: wg_size,
                         q8_dot: if (cols_per_tg + wg_size) % 3 == 0 {

@@ -193,11 +193,12 @@ fn gemv_every_config() {
     // each subgroup loops over rows; wg 256 with 2 rows: 16 subgroups share one row.
     let gpu = gpu(None);
     let mut rng = Rng::new(13);
-    for cols_per_tg in [2, 4, 8] {
+    for cols_per_tg in [2, 4, 8, 16] {
         for (wg_i, wg_size) in [32, 64, 128, 256].into_iter().enumerate() {
             // Every pair meets both Q8_0 dot forms and, over the loop, each F16 unroll.
             let cfg = GemvConfig {
                 cols_per_tg,
+                q8_cols_per_tg: cols_per_tg,
                 wg_size,
                 q8_wg_size: wg_size,
                 unroll: [1, 2, 4][(wg_i + cols_per_tg as usize) % 3],
@@ -250,12 +251,14 @@ fn gemv_split_bindings() {
         GemvConfig::default(),
         GemvConfig {
             cols_per_tg: 8,
+            q8_cols_per_tg: 8,
             wg_size: 32,
             q8_wg_size: 32,
             ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
+            q8_cols_per_tg: 2,
             wg_size: 256,
             q8_wg_size: 256,
             ..Default::default()
@@ -297,6 +300,7 @@ fn gemv_grid_folded_into_z() {
     let mut rng = Rng::new(15);
     let cfg = GemvConfig {
         cols_per_tg: 2,
+        q8_cols_per_tg: 2,
         wg_size: 32,
         q8_wg_size: 32,
         ..Default::default()
@@ -433,6 +437,7 @@ fn gemv_swiglu_epilogue_on_interleaved_gate_up() {
         for cols in [2, 4, 8] {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
+                q8_cols_per_tg: cols,
                 wg_size: 64,
                 q8_wg_size: 64,
                 ..Default::default()

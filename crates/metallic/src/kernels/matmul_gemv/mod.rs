@@ -52,8 +52,12 @@ pub enum Q8Dot {
 /// Tuning knobs, passed to WGSL as override constants.
 #[derive(Clone, Copy, Debug)]
 pub struct GemvConfig {
-    /// Output rows per workgroup: 2, 4 or 8 (`METALLIC_GEMV_COLS_PER_TG`).
+    /// Output rows per workgroup for F16 / F32 weights: 2, 4, 8 or 16
+    /// (`METALLIC_GEMV_COLS_PER_TG`).
     pub cols_per_tg: u32,
+    /// The same for Q8_0 (`METALLIC_GEMV_Q8_COLS_PER_TG`): every subgroup reads x once
+    /// for all of them, so more rows mean less x traffic per weight byte.
+    pub q8_cols_per_tg: u32,
     /// Threads per workgroup for F16 / F32 weights: 64, 128 or 256
     /// (`METALLIC_GEMV_WG_SIZE`).
     pub wg_size: u32,
@@ -71,6 +75,7 @@ impl Default for GemvConfig {
     fn default() -> Self {
         Self {
             cols_per_tg: 4,
+            q8_cols_per_tg: 4,
             // H100, tg128: 256 threads (two subgroups per row) gave +3% (7B) and +6%
             // (0.5B) over 128 for F16, and -17% for Q8_0 (PERFORMANCE.md, session 3).
             wg_size: 256,
@@ -95,14 +100,17 @@ fn env_choice<T: Copy>(name: &str, choices: &[(&str, T)], default: T) -> Result<
         })
 }
 
+const COLS_CHOICES: &[(&str, u32)] = &[("2", 2), ("4", 4), ("8", 8), ("16", 16)];
+
 impl GemvConfig {
     pub fn from_env() -> Result<Self> {
         let d = Self::default();
         Ok(Self {
-            cols_per_tg: env_choice(
-                "METALLIC_GEMV_COLS_PER_TG",
-                &[("2", 2), ("4", 4), ("8", 8)],
-                d.cols_per_tg,
+            cols_per_tg: env_choice("METALLIC_GEMV_COLS_PER_TG", COLS_CHOICES, d.cols_per_tg)?,
+            q8_cols_per_tg: env_choice(
+                "METALLIC_GEMV_Q8_COLS_PER_TG",
+                COLS_CHOICES,
+                d.q8_cols_per_tg,
             )?,
             wg_size: env_choice(
                 "METALLIC_GEMV_WG_SIZE",
@@ -127,13 +135,21 @@ impl GemvConfig {
         })
     }
 
+    /// Output rows per workgroup for weights of `format`.
+    pub fn cols_for(&self, format: WeightFormat) -> u32 {
+        match format {
+            WeightFormat::Q8_0 => self.q8_cols_per_tg,
+            _ => self.cols_per_tg,
+        }
+    }
+
     fn constants(&self, format: WeightFormat, norm: bool) -> [(&'static str, f64); 4] {
         let wg_size = match format {
             WeightFormat::Q8_0 => self.q8_wg_size,
             _ => self.wg_size,
         };
         [
-            ("COLS_PER_TG", self.cols_per_tg as f64),
+            ("COLS_PER_TG", self.cols_for(format) as f64),
             ("WG_SIZE", wg_size as f64),
             ("UNROLL", self.unroll as f64),
             ("NORM", norm as u32 as f64),
@@ -485,7 +501,7 @@ impl Gemv<'_> {
                 entries.push((9, r.v_cache.as_entire_binding()));
                 entries.push((10, rbuf.as_entire_binding()));
             }
-            let groups = chunk.rows.div_ceil(cfg.cols_per_tg);
+            let groups = chunk.rows.div_ceil(cfg.cols_for(w.format));
             out.push(Dispatch {
                 label: label.clone(),
                 bind_group: gpu.bind_group(&w.name, &pipeline, &entries),

@@ -7,7 +7,7 @@
 // - epilogues: bias, residual add, SwiGLU pairs (gemv_*), or RoPE on Q and K with the
 //   KV-cache append (gemv_qkv_rope_*, in rope_epilogue.wgsl).
 
-override COLS_PER_TG: u32 = 4u;  // METALLIC_GEMV_COLS_PER_TG: 2, 4 or 8
+override COLS_PER_TG: u32 = 4u;  // METALLIC_GEMV_COLS_PER_TG: 2, 4, 8 or 16
 override WG_SIZE: u32 = 128u;
 // x is read as rmsnorm(x) * norm_w. A pipeline constant, not a flag, because it changes
 // the inner loop.

@@ -15,7 +15,7 @@ fn partials_q8_0(su: Setup, lane: u32, sg_size: u32) {
     let t = su.t;
     let n16 = p.k / 16u;  // K is a multiple of 32 for Q8_0
     let words = p.row_words / 4u;
-    var acc: array<f32, 8>;  // COLS_PER_TG <= 8
+    var acc: array<f32, 16>;  // COLS_PER_TG <= 16
     for (var i = t.part * sg_size + lane; i < n16; i += t.parts * sg_size) {
         let xi = 4u * i;
         let x0 = x_vec(su.x4, xi);
@@ -48,44 +48,78 @@ fn all_rows(t: Tiling) -> bool {
     return t.first_row == 0u && t.row_step == 1u;
 }
 
-// The all-rows case with its sums in two vec4s, rows 0-3 and 4-7, whose lanes are only
+// The all-rows case with its sums in four vec4s, rows 0-3 to 12-15, whose lanes are only
 // ever indexed by constants: an f32 array indexed by the row loop lives in local memory
 // on the H100 (as the prefill attention accumulators did).
 fn partials_q8_0_all_rows(su: Setup, lane: u32, sg_size: u32) {
     let t = su.t;
     let n16 = p.k / 16u;
     let words = p.row_words / 4u;
-    var lo = vec4<f32>(0.0);
-    var hi = vec4<f32>(0.0);
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
     for (var i = t.part * sg_size + lane; i < n16; i += t.parts * sg_size) {
         let xi = 4u * i;
         let x0 = x_vec(su.x4, xi);
         let x1 = x_vec(su.x4, xi + 1u);
         let x2 = x_vec(su.x4, xi + 2u);
         let x3 = x_vec(su.x4, xi + 3u);
-        lo.x += q8_dot16(su, 0u, words, i, x0, x1, x2, x3);
-        lo.y += q8_dot16(su, 1u, words, i, x0, x1, x2, x3);
+        s0.x += q8_dot16(su, 0u, words, i, x0, x1, x2, x3);
+        s0.y += q8_dot16(su, 1u, words, i, x0, x1, x2, x3);
         if (COLS_PER_TG > 2u) {
-            lo.z += q8_dot16(su, 2u, words, i, x0, x1, x2, x3);
-            lo.w += q8_dot16(su, 3u, words, i, x0, x1, x2, x3);
+            s0.z += q8_dot16(su, 2u, words, i, x0, x1, x2, x3);
+            s0.w += q8_dot16(su, 3u, words, i, x0, x1, x2, x3);
         }
         if (COLS_PER_TG > 4u) {
-            hi.x += q8_dot16(su, 4u, words, i, x0, x1, x2, x3);
-            hi.y += q8_dot16(su, 5u, words, i, x0, x1, x2, x3);
-            hi.z += q8_dot16(su, 6u, words, i, x0, x1, x2, x3);
-            hi.w += q8_dot16(su, 7u, words, i, x0, x1, x2, x3);
+            s1.x += q8_dot16(su, 4u, words, i, x0, x1, x2, x3);
+            s1.y += q8_dot16(su, 5u, words, i, x0, x1, x2, x3);
+            s1.z += q8_dot16(su, 6u, words, i, x0, x1, x2, x3);
+            s1.w += q8_dot16(su, 7u, words, i, x0, x1, x2, x3);
+        }
+        if (COLS_PER_TG > 8u) {
+            s2.x += q8_dot16(su, 8u, words, i, x0, x1, x2, x3);
+            s2.y += q8_dot16(su, 9u, words, i, x0, x1, x2, x3);
+            s2.z += q8_dot16(su, 10u, words, i, x0, x1, x2, x3);
+            s2.w += q8_dot16(su, 11u, words, i, x0, x1, x2, x3);
+            s3.x += q8_dot16(su, 12u, words, i, x0, x1, x2, x3);
+            s3.y += q8_dot16(su, 13u, words, i, x0, x1, x2, x3);
+            s3.z += q8_dot16(su, 14u, words, i, x0, x1, x2, x3);
+            s3.w += q8_dot16(su, 15u, words, i, x0, x1, x2, x3);
         }
     }
-    store_row_sums(t, lo, hi, lane);
+    store_row_sums(t, RowSums(s0, s1, s2, s3), lane);
 }
 
-// The all-rows tiling's per-row sums into row_partials (COLS_PER_TG of the 8).
-fn store_row_sums(t: Tiling, lo: vec4<f32>, hi: vec4<f32>, lane: u32) {
-    let a = subgroupAdd(lo);
-    let b = subgroupAdd(hi);
+// Per-row sums of the all-rows tiling, rows 4 j .. 4 j + 3 in v{j}.
+struct RowSums {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
+// The all-rows tiling's per-row sums into row_partials (COLS_PER_TG of the 16); vectors
+// past COLS_PER_TG are never reduced.
+fn store_row_sums(t: Tiling, s: RowSums, lane: u32) {
+    let a = subgroupAdd(s.v0);
+    var b = vec4<f32>(0.0);
+    var c = vec4<f32>(0.0);
+    var d = vec4<f32>(0.0);
+    if (COLS_PER_TG > 4u) {
+        b = subgroupAdd(s.v1);
+    }
+    if (COLS_PER_TG > 8u) {
+        c = subgroupAdd(s.v2);
+        d = subgroupAdd(s.v3);
+    }
     for (var r = 0u; r < COLS_PER_TG; r++) {
         var v = a[r % 4u];
-        if (r >= 4u) {
+        if (r >= 12u) {
+            v = d[r % 4u];
+        } else if (r >= 8u) {
+            v = c[r % 4u];
+        } else if (r >= 4u) {
             v = b[r % 4u];
         }
         store_partial(t, r, v, lane);
@@ -186,9 +220,12 @@ fn partials_q8_0_i8(su: Setup, lid: u32, lane: u32, sg_size: u32) {
     let t = su.t;
     let words = p.row_words / 4u;
     let fast = all_rows(t);
-    var acc: array<f32, 8>;  // COLS_PER_TG <= 8; only when not all_rows
-    var lo = vec4<f32>(0.0);  // all_rows: rows 0-3 and 4-7, as in partials_q8_0_all_rows
-    var hi = vec4<f32>(0.0);
+    var acc: array<f32, 16>;  // COLS_PER_TG <= 16; only when not all_rows
+    // all_rows: rows 4 j .. 4 j + 3 in s{j}, as in partials_q8_0_all_rows
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
     for (var t0 = 0u; t0 < p.k; t0 += X_TILE) {
         let n = min(X_TILE, p.k - t0);
         workgroupBarrier();  // the previous tile's reads are done
@@ -200,17 +237,27 @@ fn partials_q8_0_i8(su: Setup, lid: u32, lane: u32, sg_size: u32) {
             let xd = xd_sh[j / 2u];
             let i = i0 + j;
             if (fast) {
-                lo.x += q8_dot16_i8(su, 0u, words, i, xq, xd);
-                lo.y += q8_dot16_i8(su, 1u, words, i, xq, xd);
+                s0.x += q8_dot16_i8(su, 0u, words, i, xq, xd);
+                s0.y += q8_dot16_i8(su, 1u, words, i, xq, xd);
                 if (COLS_PER_TG > 2u) {
-                    lo.z += q8_dot16_i8(su, 2u, words, i, xq, xd);
-                    lo.w += q8_dot16_i8(su, 3u, words, i, xq, xd);
+                    s0.z += q8_dot16_i8(su, 2u, words, i, xq, xd);
+                    s0.w += q8_dot16_i8(su, 3u, words, i, xq, xd);
                 }
                 if (COLS_PER_TG > 4u) {
-                    hi.x += q8_dot16_i8(su, 4u, words, i, xq, xd);
-                    hi.y += q8_dot16_i8(su, 5u, words, i, xq, xd);
-                    hi.z += q8_dot16_i8(su, 6u, words, i, xq, xd);
-                    hi.w += q8_dot16_i8(su, 7u, words, i, xq, xd);
+                    s1.x += q8_dot16_i8(su, 4u, words, i, xq, xd);
+                    s1.y += q8_dot16_i8(su, 5u, words, i, xq, xd);
+                    s1.z += q8_dot16_i8(su, 6u, words, i, xq, xd);
+                    s1.w += q8_dot16_i8(su, 7u, words, i, xq, xd);
+                }
+                if (COLS_PER_TG > 8u) {
+                    s2.x += q8_dot16_i8(su, 8u, words, i, xq, xd);
+                    s2.y += q8_dot16_i8(su, 9u, words, i, xq, xd);
+                    s2.z += q8_dot16_i8(su, 10u, words, i, xq, xd);
+                    s2.w += q8_dot16_i8(su, 11u, words, i, xq, xd);
+                    s3.x += q8_dot16_i8(su, 12u, words, i, xq, xd);
+                    s3.y += q8_dot16_i8(su, 13u, words, i, xq, xd);
+                    s3.z += q8_dot16_i8(su, 14u, words, i, xq, xd);
+                    s3.w += q8_dot16_i8(su, 15u, words, i, xq, xd);
                 }
             } else {
                 for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
@@ -220,7 +267,7 @@ fn partials_q8_0_i8(su: Setup, lid: u32, lane: u32, sg_size: u32) {
         }
     }
     if (fast) {
-        store_row_sums(t, lo, hi, lane);
+        store_row_sums(t, RowSums(s0, s1, s2, s3), lane);
         return;
     }
     for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
