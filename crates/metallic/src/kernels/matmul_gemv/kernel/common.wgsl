@@ -3,7 +3,10 @@
 // subgroup size: a subgroup never straddles two rows.
 //
 // Optional parts, fused so a decode step needs fewer dispatches:
-// - prologue: RMSNorm of the x row (NORM), computed by every workgroup for itself;
+// - prologue: RMSNorm of the x row (NORM), computed by every workgroup for itself. Its
+//   sum of squares comes from the dot-product loop (the subgroups of the first row
+//   between them read x once), not from a pass of its own, so it costs no extra read of
+//   x and no barrier before the first weight load;
 // - epilogues: bias, residual add, SwiGLU pairs (gemv_*), or RoPE on Q and K with the
 //   KV-cache append (gemv_qkv_rope_*, in rope_epilogue.wgsl).
 
@@ -64,7 +67,9 @@ struct Setup {
     x_row: u32,   // batch row of x read (and the position offset for rope)
     y_row: u32,   // batch row of y written
     x4: u32,      // x_row's first vec4 in x
-    scale: f32,   // NORM: 1 / rms(x row), applied to the finished dot products; else 1
+    // NORM: 1 / rms(x row) when computed up front (the int8 path); 0 when it comes from
+    // the sums of squares the dot-product loop leaves in reduce_slots (norm_scale).
+    scale: f32,
 }
 
 fn setup(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sg_id: u32, n_sg: u32, lane: u32) -> Setup {
@@ -75,17 +80,13 @@ fn setup(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sg_id: u32, n_sg: u32, lane: u
         y_row = 0u;
     }
     let x4 = x_row * p.x_stride / 4u;
-    var scale = 1.0;
-    if (NORM) {
-        scale = inverse_rms(x4, lid, sg_id, n_sg, lane);
-    }
     // Grids wider than 65535 fold into z.
     let group = wg.x + wg.z * nwg.x;
-    return Setup(group, tiling(sg_id, n_sg), x_row, y_row, x4, scale);
+    return Setup(group, tiling(sg_id, n_sg), x_row, y_row, x4, 0.0);
 }
 
-// 1 / sqrt(mean(x^2) + eps) of the row at x4: the formula of the rmsnorm kernel, in f32.
-// Every workgroup computes it for itself; the row is a few thousand floats at most.
+// 1 / sqrt(mean(x^2) + eps) of the row at x4, in a pass over x of its own (the int8 path,
+// which reads x while staging it, not in its dot products).
 fn inverse_rms(x4: u32, lid: u32, sg_id: u32, n_sg: u32, lane: u32) -> f32 {
     let n4 = p.k / 4u;
     var ss = 0.0;
@@ -104,15 +105,30 @@ fn inverse_rms(x4: u32, lid: u32, sg_id: u32, n_sg: u32, lane: u32) -> f32 {
 // x[x4 + i] as the dot products see it: times the norm weight with NORM (the 1 / rms
 // factor is applied to the finished sums).
 fn x_vec(x4: u32, i: u32) -> vec4<f32> {
-    if (NORM) {
-        return x[x4 + i] * norm_w[i];
-    }
-    return x[x4 + i];
+    return normed(x[x4 + i], i);
 }
 
-fn x_scalar(x4: u32, k: u32) -> f32 {
+// x[x4 + i] for the dot products, its squares added to *ss with NORM.
+fn x_vec_ss(x4: u32, i: u32, ss: ptr<function, f32>) -> vec4<f32> {
+    let v = x[x4 + i];
+    if (NORM) {
+        *ss += dot(v, v);
+    }
+    return normed(v, i);
+}
+
+// Vector i of the x row times the norm weight, with NORM.
+fn normed(v: vec4<f32>, i: u32) -> vec4<f32> {
+    if (NORM) {
+        return v * norm_w[i];
+    }
+    return v;
+}
+
+fn x_scalar_ss(x4: u32, k: u32, ss: ptr<function, f32>) -> f32 {
     let v = x[x4 + k / 4u][k % 4u];
     if (NORM) {
+        *ss += v * v;
         return v * norm_w[k / 4u][k % 4u];
     }
     return v;
@@ -137,13 +153,41 @@ fn store_partial(t: Tiling, r: u32, s: f32, lane: u32) {
     }
 }
 
+// With NORM: the subgroups of the workgroup's first row (parts of them, each a slice of
+// K) between them read all of x once, so their sums of squares make the row's. Called
+// by every subgroup (uniformly per subgroup), before finish's barrier.
+fn store_sum_squares(t: Tiling, ss: f32, lane: u32) {
+    if (!NORM || t.first_row != 0u) {
+        return;
+    }
+    let s = subgroupAdd(ss);
+    if (lane == 0u) {
+        reduce_slots[t.part] = s;
+    }
+}
+
+// The factor on the finished dot products (after the barrier): 1 / rms(x row) with NORM.
+fn norm_scale(su: Setup) -> f32 {
+    if (!NORM) {
+        return 1.0;
+    }
+    if (su.scale > 0.0) {
+        return su.scale;
+    }
+    var ss = 0.0;
+    for (var j = 0u; j < su.t.parts; j++) {
+        ss += reduce_slots[j];
+    }
+    return inverseSqrt(ss / f32(p.k) + p.eps);
+}
+
 // The finished dot product of the workgroup's row r (after the barrier).
-fn row_sum(su: Setup, r: u32) -> f32 {
+fn row_sum(su: Setup, r: u32, scale: f32) -> f32 {
     var s = 0.0;
     for (var j = 0u; j < su.t.parts; j++) {
         s += row_partials[r * su.t.parts + j];
     }
-    return s * su.scale;
+    return s * scale;
 }
 
 fn finish_rows(su: Setup, lid: u32) {
@@ -155,13 +199,14 @@ fn finish_rows(su: Setup, lid: u32) {
     if (row >= p.n) {
         return;
     }
-    var s = row_sum(su, lid);
+    let scale = norm_scale(su);
+    var s = row_sum(su, lid, scale);
     if ((p.flags & FLAG_SWIGLU) != 0u) {
         // COLS_PER_TG is even and chunks split between pairs, so the up row is ours too.
         if ((lid & 1u) != 0u) {
             return;
         }
-        let up = row_sum(su, lid + 1u);
+        let up = row_sum(su, lid + 1u, scale);
         y[su.y_row * p.y_stride + (p.row_offset + row) / 2u] = s / (1.0 + exp(-s)) * up;
         return;
     }

@@ -16,12 +16,13 @@ fn partials_q8_0(su: Setup, lane: u32, sg_size: u32) {
     let n16 = p.k / 16u;  // K is a multiple of 32 for Q8_0
     let words = p.row_words / 4u;
     var acc: array<f32, 16>;  // COLS_PER_TG <= 16
+    var ss = 0.0;  // each x vector is read once per subgroup, whatever its rows
     for (var i = t.part * sg_size + lane; i < n16; i += t.parts * sg_size) {
         let xi = 4u * i;
-        let x0 = x_vec(su.x4, xi);
-        let x1 = x_vec(su.x4, xi + 1u);
-        let x2 = x_vec(su.x4, xi + 2u);
-        let x3 = x_vec(su.x4, xi + 3u);
+        let x0 = x_vec_ss(su.x4, xi, &ss);
+        let x1 = x_vec_ss(su.x4, xi + 1u, &ss);
+        let x2 = x_vec_ss(su.x4, xi + 2u, &ss);
+        let x3 = x_vec_ss(su.x4, xi + 3u, &ss);
         for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
             acc[r] += q8_dot16(su, r, words, i, x0, x1, x2, x3);
         }
@@ -29,6 +30,7 @@ fn partials_q8_0(su: Setup, lane: u32, sg_size: u32) {
     for (var r = t.first_row; r < COLS_PER_TG; r += t.row_step) {
         store_partial(t, r, subgroupAdd(acc[r]), lane);
     }
+    store_sum_squares(t, ss, lane);
 }
 
 // Workgroup row r's 16 weights at 16-element index i against x[16 i ..].
@@ -59,12 +61,13 @@ fn partials_q8_0_all_rows(su: Setup, lane: u32, sg_size: u32) {
     var s1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0);
     var s3 = vec4<f32>(0.0);
+    var ss = 0.0;
     for (var i = t.part * sg_size + lane; i < n16; i += t.parts * sg_size) {
         let xi = 4u * i;
-        let x0 = x_vec(su.x4, xi);
-        let x1 = x_vec(su.x4, xi + 1u);
-        let x2 = x_vec(su.x4, xi + 2u);
-        let x3 = x_vec(su.x4, xi + 3u);
+        let x0 = x_vec_ss(su.x4, xi, &ss);
+        let x1 = x_vec_ss(su.x4, xi + 1u, &ss);
+        let x2 = x_vec_ss(su.x4, xi + 2u, &ss);
+        let x3 = x_vec_ss(su.x4, xi + 3u, &ss);
         s0.x += q8_dot16(su, 0u, words, i, x0, x1, x2, x3);
         s0.y += q8_dot16(su, 1u, words, i, x0, x1, x2, x3);
         if (COLS_PER_TG > 2u) {
@@ -89,6 +92,7 @@ fn partials_q8_0_all_rows(su: Setup, lane: u32, sg_size: u32) {
         }
     }
     store_row_sums(t, RowSums(s0, s1, s2, s3), lane);
+    store_sum_squares(t, ss, lane);
 }
 
 // Per-row sums of the all-rows tiling, rows 4 j .. 4 j + 3 in v{j}.
@@ -287,6 +291,9 @@ fn gemv_q8_0_i8(
 ) {
     var su = setup(wg, nwg, lid, sg_id, n_sg, lane);
     su.t = shared_x_tiling(su.t, sg_id, n_sg);
+    if (NORM) {
+        su.scale = inverse_rms(su.x4, lid, sg_id, n_sg, lane);
+    }
     partials_q8_0_i8(su, lid, lane, sg_size);
     finish_rows(su, lid);
 }
@@ -303,6 +310,9 @@ fn gemv_qkv_rope_q8_0_i8(
 ) {
     var su = setup(wg, nwg, lid, sg_id, n_sg, lane);
     su.t = shared_x_tiling(su.t, sg_id, n_sg);
+    if (NORM) {
+        su.scale = inverse_rms(su.x4, lid, sg_id, n_sg, lane);
+    }
     partials_q8_0_i8(su, lid, lane, sg_size);
     finish_rope(su, lid);
 }

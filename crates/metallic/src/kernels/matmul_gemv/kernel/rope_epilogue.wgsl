@@ -32,7 +32,8 @@ fn finish_rope(su: Setup, lid: u32) {
     let slot = p.row_offset + row;               // output row in the paired order
     let w_row = p.row_offset + weight_row(row);  // its row of the stacked matrix (and bias)
     let pos = state.pos + su.x_row;
-    let s = row_sum(su, lid) + bias[w_row];
+    let scale = norm_scale(su);
+    let s = row_sum(su, lid, scale) + bias[w_row];
     if (slot >= p.rope_rows) {
         // V: a plain copy into the cache.
         let c = slot - p.rope_rows;
@@ -44,7 +45,7 @@ fn finish_rope(su: Setup, lid: u32) {
         return;
     }
     let x0 = s;
-    let x1 = row_sum(su, lid + 1u) + bias[w_row + half];
+    let x1 = row_sum(su, lid + 1u, scale) + bias[w_row + half];
     let i = (slot % hd) / 2u;
     let cs = rope_cos_sin(pos, rope.inv_freq[i / 4u][i % 4u]);
     let r0 = x0 * cs.x - x1 * cs.y;
