@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::profile::{KernelTime, Profiler};
 use crate::gpu::{read_buffer, storage_buffer, uniform_buffer, Gpu, GpuOptions, Plan};
 use crate::kernels::attention::DecodeScratch;
-use crate::kernels::matmul_gemm::GemmConfig;
+use crate::kernels::matmul_gemm::{GemmConfig, GemmPath};
 use crate::kernels::matmul_gemv::GemvConfig;
 use crate::kernels::rope_kv;
 use crate::kernels::sampling::{self, SampleBindings, SampleParams};
@@ -62,7 +62,11 @@ pub struct StepBuffers {
     pub attn: Activation, // (max_rows, q_dim)
     /// (max_rows, ffn) each; only for layers whose gate and up could not be fused.
     pub gate_up: Option<(Activation, Activation)>,
-    pub act: Activation,    // (max_rows, ffn)
+    pub act: Activation, // (max_rows, ffn)
+    /// f16 twins of `h` and `act` for the prefill plan's cooperative-matrix GEMMs (see
+    /// `METALLIC_PREFILL_ACT`); None on the portable path.
+    pub h16: Option<Activation>,
+    pub act16: Option<Activation>,
     pub logits: Activation, // (1, vocab)
     pub kv_cache: Vec<KvCacheLayer>,
     pub inv_freq: wgpu::Buffer, // (head_dim / 2)
@@ -78,8 +82,16 @@ impl StepBuffers {
         ctx: u32,
         max_rows: u32,
         separate_ffn: bool,
+        half_prefill: bool,
     ) -> Result<Self> {
         let act = |label: &str, rows: u32, cols: u32| Activation::new(gpu, label, rows, cols);
+        // The f16 GEMM input is read 8 halves at a time: K must be a multiple of 8.
+        let half = |label: &str, cols: u32| -> Result<Option<Activation>> {
+            match half_prefill && cols.is_multiple_of(8) {
+                true => Activation::new_f16(gpu, label, max_rows, cols).map(Some),
+                false => Ok(None),
+            }
+        };
         let inv_freq = rope_kv::inv_freq(cfg.rope_theta, cfg.head_dim);
         let inv_freq_buf = storage_buffer(gpu, "inv_freq", inv_freq.len() as u64 * 4);
         gpu.queue
@@ -113,6 +125,8 @@ impl StepBuffers {
                 false => None,
             },
             act: act("act", max_rows, cfg.ffn)?,
+            h16: half("h16", cfg.hidden)?,
+            act16: half("act16", cfg.ffn)?,
             logits: act("logits", 1, cfg.vocab)?,
             kv_cache,
             inv_freq: inv_freq_buf,
@@ -130,6 +144,21 @@ impl StepBuffers {
             out_tokens: &self.out_tokens,
             candidates: &self.candidates,
         }
+    }
+}
+
+/// `METALLIC_PREFILL_ACT=f16|f32`: whether the prefill plan feeds its cooperative-matrix
+/// GEMMs f16 activations (default f16; the portable path always uses f32).
+fn prefill_f16_from_env() -> Result<bool> {
+    match std::env::var("METALLIC_PREFILL_ACT")
+        .as_deref()
+        .map(str::trim)
+    {
+        Err(_) | Ok("") | Ok("f16") => Ok(true),
+        Ok("f32") => Ok(false),
+        Ok(v) => Err(Error::Invalid(format!(
+            "METALLIC_PREFILL_ACT must be f16 or f32, got '{v}'"
+        ))),
     }
 }
 
@@ -242,11 +271,20 @@ impl Engine {
             .layers
             .iter()
             .any(|l| matches!(l.ffn_up, qwen2::FfnUpWeights::Separate { .. }));
-        let buffers = StepBuffers::new(&gpu, &config, ctx, opts.batch_size.min(ctx), separate_ffn)?;
+        let gemm = GemmConfig::from_env(&gpu)?;
+        let half_prefill = prefill_f16_from_env()? && gemm.path == GemmPath::Coop;
+        let buffers = StepBuffers::new(
+            &gpu,
+            &config,
+            ctx,
+            opts.batch_size.min(ctx),
+            separate_ffn,
+            half_prefill,
+        )?;
         let builder = Builder {
             gpu: &gpu,
             gemv: GemvConfig::from_env()?,
-            gemm: GemmConfig::from_env(&gpu)?,
+            gemm,
             state: &buffers.state,
             dummy: &buffers.dummy,
         };

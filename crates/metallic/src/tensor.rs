@@ -221,26 +221,38 @@ pub fn upload_vector(gpu: &Gpu, file: &GgufFile, parts: &[&TensorInfo]) -> Resul
 /// vector loads.
 pub struct Activation {
     pub buf: wgpu::Buffer,
-    /// Floats between rows.
+    /// Elements between rows (a multiple of 8, so rows start 16-byte aligned in f16 too).
     pub stride: u32,
     pub cols: u32,
     pub rows: u32,
+    /// Elements are f16, not f32: the prefill inputs of the cooperative-matrix GEMMs.
+    pub half: bool,
 }
 
 impl Activation {
     pub fn new(gpu: &Gpu, label: &str, rows: u32, cols: u32) -> Result<Self> {
+        Self::with_element(gpu, label, rows, cols, false)
+    }
+
+    /// An f16 activation (see `half`).
+    pub fn new_f16(gpu: &Gpu, label: &str, rows: u32, cols: u32) -> Result<Self> {
+        Self::with_element(gpu, label, rows, cols, true)
+    }
+
+    fn with_element(gpu: &Gpu, label: &str, rows: u32, cols: u32, half: bool) -> Result<Self> {
         let stride = cols.next_multiple_of(8);
-        let bytes = rows as u64 * stride as u64 * 4;
+        let bytes = rows as u64 * stride as u64 * if half { 2 } else { 4 };
         if bytes > gpu.max_binding_bytes {
             return Err(Error::Gpu(format!(
                 "activation '{label}' ({rows} x {cols}) exceeds the storage binding limit; lower --batch-size"
             )));
         }
         Ok(Self {
-            buf: storage_buffer(gpu, label, bytes),
+            buf: storage_buffer(gpu, label, bytes.max(16)),
             stride,
             cols,
             rows,
+            half,
         })
     }
 }

@@ -386,12 +386,133 @@ fn gemm_rejects_bad_shapes_and_paths() {
     // 40 rows make 20 SwiGLU pairs, not 25.
     let act = Activation::new(&gpu, "act", 1, 25).unwrap();
     assert!(linear_swiglu(&gpu, &cfg, &state, &w, &x, &act, &dummy).is_err());
+    // f16 activations are for the coop path only.
+    let x16 = Activation::new_f16(&gpu, "x16", 1, 64).unwrap();
+    let err = linear(&gpu, &cfg, &state, &w, &x16, (&y, 0), None, false, &dummy)
+        .err()
+        .expect("f16 x on the portable path");
+    assert!(err.to_string().contains("cooperative"), "{err}");
     if !gpu.coop_matrix_f16 {
         let err = GemmConfig::new(&gpu, GemmPath::Coop)
             .unwrap_err()
             .to_string();
         assert!(err.contains("cooperative"), "{err}");
         assert_eq!(GemmConfig::auto(&gpu).path, GemmPath::Portable);
+    }
+}
+
+#[test]
+fn gemm_coop_f16_activations() {
+    // The prefill plan's form on the coop path: x in f16 (8 halves per load), with the
+    // bias / residual epilogue in f32, and the SwiGLU output written in f16. x is rounded
+    // to f16 in staging anyway, so the reference uses the f16-rounded x and the bounds of
+    // check_close; the f16 SwiGLU output adds one rounding (2^-11 of the value).
+    let gpu = gpu(None);
+    if !gpu.coop_matrix_f16 {
+        eprintln!(
+            "note: no cooperative matrices on '{}': skipped",
+            gpu.info.name
+        );
+        return;
+    }
+    let cfg = GemmConfig::new(&gpu, GemmPath::Coop).unwrap();
+    let mut rng = Rng::new(28);
+    let dummy = storage_buffer(&gpu, "dummy", 16);
+    for (ty, k, n) in [
+        (GgmlType::F16, 64, 40),
+        (GgmlType::F16, 200, 300),
+        (GgmlType::Q8_0, 160, 130),
+        (GgmlType::F32, 40, 70),
+    ] {
+        for (rows, (bias, accumulate)) in [1u32, 17, 64, 100].into_iter().zip(FLAGS) {
+            let what = format!("f16 x {ty:?} k={k} n={n} rows={rows}");
+            let (kk, nn, rr) = (k as usize, n as usize, rows as usize);
+            let (w, deq) = matrix(&gpu, ty, n, k, &rand_vec(&mut rng, nn * kk, 1.0));
+            let x = Activation::new_f16(&gpu, "x", rows + 1, k).unwrap();
+            let xs = round_f16(&rand_vec(&mut rng, rr * kk, 1.0));
+            write_rows_f16(&gpu, &x, &xs, f32::NAN);
+            let y = Activation::new(&gpu, "y", rows + 1, n).unwrap();
+            let y0 = rand_vec(&mut rng, (y.buf.size() / 4) as usize, 2.0);
+            write_f32(&gpu, &y.buf, &y0);
+            let bias_v = rand_vec(&mut rng, nn, 0.5);
+            let bias_buf = f32_buffer(&gpu, "bias", &bias_v);
+            let state = state_buffer(&gpu, 0, rows, 0);
+            let b = bias.then_some(&bias_buf);
+            let ds = linear(&gpu, &cfg, &state, &w, &x, (&y, 0), b, accumulate, &dummy).unwrap();
+            run(&gpu, ds, rows);
+            let got = read_f32(&gpu, &y.buf);
+            let stride = y.stride as usize;
+            let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
+            for m in 0..rr {
+                for j in 0..nn {
+                    let terms = (0..kk).map(|i| deq[j * kk + i] as f64 * xs[m * kk + i] as f64);
+                    let mut v: f64 = terms.clone().sum();
+                    abs_sum.push(terms.map(f64::abs).sum());
+                    if bias {
+                        v += bias_v[j] as f64;
+                    }
+                    if accumulate {
+                        v += y0[m * stride + j] as f64;
+                    }
+                    want.push(v);
+                }
+            }
+            check_close(&what, &cfg, &unpad(&y, &got, rr), &want, &abs_sum, k);
+        }
+    }
+    // SwiGLU into f16, over a matrix split between (gate, up) pairs.
+    for (ty, k, max_binding) in [
+        (GgmlType::F16, 64, None),
+        (GgmlType::Q8_0, 160, Some(16 << 10)),
+    ] {
+        let gpu = common::gpu(max_binding);
+        let dummy = storage_buffer(&gpu, "dummy", 16);
+        let ffn = 90usize;
+        let (w, gd, ud) = gate_up_matrix(&gpu, &mut rng, ty, ffn, k as usize);
+        for rows in [1usize, 17] {
+            let what = format!("f16 SwiGLU {ty:?} k={k} rows={rows}");
+            let kk = k as usize;
+            let x = Activation::new_f16(&gpu, "x", rows as u32 + 1, k).unwrap();
+            let xs = round_f16(&rand_vec(&mut rng, rows * kk, 1.0));
+            write_rows_f16(&gpu, &x, &xs, f32::NAN);
+            let act = Activation::new_f16(&gpu, "act", rows as u32 + 1, ffn as u32).unwrap();
+            write_rows_f16(&gpu, &act, &[], 1234.0);
+            let state = state_buffer(&gpu, 0, rows as u32, 0);
+            let ds = linear_swiglu(&gpu, &cfg, &state, &w, &x, &act, &dummy).unwrap();
+            run(&gpu, ds, rows as u32);
+            let got = read_f16(&gpu, &act.buf);
+            for m in 0..rows {
+                for j in 0..ffn {
+                    let dot = |wd: &[f32], f: fn(f64) -> f64| {
+                        (0..kk)
+                            .map(|i| f(wd[j * kk + i] as f64 * xs[m * kk + i] as f64))
+                            .sum::<f64>()
+                    };
+                    let (g, u) = (dot(&gd, |v| v), dot(&ud, |v| v));
+                    let silu = g / (1.0 + (-g).exp());
+                    let want = silu * u;
+                    let unit = 2f64.powi(-10) + k as f64 * 2f64.powi(-24);
+                    let bound = unit
+                        * (1.1 * u.abs() * dot(&gd, f64::abs) + silu.abs() * dot(&ud, f64::abs))
+                        + want.abs() * 2f64.powi(-10)
+                        + 1e-6;
+                    let v = got[m * act.stride as usize + j] as f64;
+                    assert!(
+                        (v - want).abs() <= bound,
+                        "{what}: [{m}][{j}] = {v}, expected {want} within {bound:.2e}"
+                    );
+                }
+            }
+            let stride = act.stride as usize;
+            for (i, v) in got.iter().enumerate() {
+                if i / stride >= rows || i % stride >= ffn {
+                    assert_eq!(
+                        *v, 1234.0,
+                        "{what}: element {i} outside the rows was written"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -58,6 +58,58 @@ fn rmsnorm_rows() {
 }
 
 #[test]
+fn rmsnorm_f16_output() {
+    // The prefill GEMMs' input in f16: the f32 result rounded once (relative error 2^-11
+    // on top of the f32 kernel's), pairs of halves per word, padding left alone.
+    let gpu = gpu(None);
+    let mut rng = Rng::new(23);
+    let eps = 1e-6;
+    for n in [64u32, 896, 1000] {
+        for rows in [1u32, 3] {
+            let what = format!("rmsnorm f16 n={n} rows={rows}");
+            let x = Activation::new(&gpu, "x", rows + 1, n).unwrap();
+            let y = Activation::new_f16(&gpu, "y", rows + 1, n).unwrap();
+            let xs: Vec<f32> = (0..rows)
+                .flat_map(|r| rand_vec(&mut rng, n as usize, 0.5 + r as f32))
+                .collect();
+            write_rows(&gpu, &x, &xs, 0.0);
+            let weight: Vec<f32> = rand_vec(&mut rng, n as usize, 0.3)
+                .iter()
+                .map(|v| v + 1.0)
+                .collect();
+            let wbuf = f32_buffer(&gpu, "w", &weight);
+            write_rows_f16(&gpu, &y, &[], 1234.0);
+            let state = state_buffer(&gpu, 0, rows, 0);
+            let d = rmsnorm(&gpu, &state, &x, &wbuf, &y, eps, false).unwrap();
+            run(&gpu, vec![d], rows);
+            let got = read_f16(&gpu, &y.buf);
+            let want: Vec<f64> = xs
+                .chunks(n as usize)
+                .flat_map(|row| to_f64(&reference::rms_norm(row, &weight, eps)))
+                .collect();
+            assert_close(&what, &unpad(&y, &got, rows as usize), &want, 1e-3);
+            let stride = y.stride as usize;
+            for (i, v) in got.iter().enumerate() {
+                if i / stride >= rows as usize || i % stride >= n as usize {
+                    assert_eq!(
+                        *v, 1234.0,
+                        "{what}: element {i} outside the rows was written"
+                    );
+                }
+            }
+        }
+    }
+    // Pairs of halves per word: an odd row length is refused.
+    let x = Activation::new(&gpu, "x", 1, 7).unwrap();
+    let y = Activation::new_f16(&gpu, "y", 1, 7).unwrap();
+    let state = state_buffer(&gpu, 0, 1, 0);
+    let err = rmsnorm(&gpu, &state, &x, &x.buf, &y, eps, false)
+        .err()
+        .expect("odd n");
+    assert!(err.to_string().contains("even"), "{err}");
+}
+
+#[test]
 fn rmsnorm_last_row_only() {
     // Reads row n_rows - 1 (from the state buffer), writes that row and nothing else.
     let gpu = gpu(None);

@@ -203,19 +203,21 @@ fn build_prefill(
     s: &StepBuffers,
 ) -> Result<Plan> {
     let shape = cfg.attn_shape(s.kv_ctx);
+    // The GEMMs' inputs in f16 where the buffers exist (cooperative-matrix GEMMs).
+    let h = s.h16.as_ref().unwrap_or(&s.h);
     let mut body = Plan::default();
     b.embed(&mut body, &w.token_embd, &s.tokens, &s.x)?;
     for (layer, cache) in w.layers.iter().zip(&s.kv_cache) {
         // Attention block: x += Wo . attn(rope(Wq h + bq), rope(Wk h + bk), Wv h + bv)
-        b.rms_norm(&mut body, &s.x, &layer.attn_norm, &s.h, cfg.rms_eps)?;
+        b.rms_norm(&mut body, &s.x, &layer.attn_norm, h, cfg.rms_eps)?;
         match &layer.wqkv {
             QkvWeights::Stacked(w) => {
-                b.matmul(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, 0, false)?
+                b.matmul(&mut body, w, Some(&layer.bqkv), h, &s.qkv, 0, false)?
             }
             QkvWeights::Separate(ws) => {
                 let mut col = 0;
                 for w in ws {
-                    b.matmul(&mut body, w, Some(&layer.bqkv), &s.h, &s.qkv, col, false)?;
+                    b.matmul(&mut body, w, Some(&layer.bqkv), h, &s.qkv, col, false)?;
                     col += w.rows;
                 }
             }
@@ -224,17 +226,23 @@ fn build_prefill(
         b.attention_prefill(&mut body, shape, &s.qkv, cache, &s.attn)?;
         b.matmul(&mut body, &layer.wo, None, &s.attn, &s.x, 0, true)?;
         // MLP block: x += W_down . (silu(W_gate h) * W_up h)
-        b.rms_norm(&mut body, &s.x, &layer.ffn_norm, &s.h, cfg.rms_eps)?;
-        match &layer.ffn_up {
-            FfnUpWeights::Fused(w) => b.matmul_swiglu(&mut body, w, &s.h, &s.act)?,
+        b.rms_norm(&mut body, &s.x, &layer.ffn_norm, h, cfg.rms_eps)?;
+        // The SwiGLU GEMM writes act in f16 where it can; the separate kernel writes f32.
+        let act = match &layer.ffn_up {
+            FfnUpWeights::Fused(w) => {
+                let act = s.act16.as_ref().unwrap_or(&s.act);
+                b.matmul_swiglu(&mut body, w, h, act)?;
+                act
+            }
             FfnUpWeights::Separate { gate, up } => {
                 let (gate_out, up_out) = separate_ffn_buffers(s)?;
-                b.matmul(&mut body, gate, None, &s.h, gate_out, 0, false)?;
-                b.matmul(&mut body, up, None, &s.h, up_out, 0, false)?;
+                b.matmul(&mut body, gate, None, h, gate_out, 0, false)?;
+                b.matmul(&mut body, up, None, h, up_out, 0, false)?;
                 b.swiglu(&mut body, gate_out, up_out, &s.act)?;
+                &s.act
             }
-        }
-        b.matmul(&mut body, &layer.w_down, None, &s.act, &s.x, 0, true)?;
+        };
+        b.matmul(&mut body, &layer.w_down, None, act, &s.x, 0, true)?;
     }
     Ok(body)
 }

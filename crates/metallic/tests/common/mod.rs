@@ -242,3 +242,25 @@ pub fn q8_activations(x: &[f32]) -> Vec<f64> {
 pub fn quantizes_x(ty: GgmlType, cfg: &metallic::kernels::matmul_gemv::GemvConfig) -> bool {
     ty == GgmlType::Q8_0 && cfg.q8_dot == metallic::kernels::matmul_gemv::Q8Dot::I8
 }
+
+/// As `write_rows`, for an f16 activation: `data` rounded to f16, padding `pad`.
+pub fn write_rows_f16(gpu: &Gpu, act: &Activation, data: &[f32], pad: f32) {
+    let (cols, stride) = (act.cols as usize, act.stride as usize);
+    let mut full = vec![pad; (act.buf.size() / 2) as usize];
+    for (r, row) in data.chunks(cols).enumerate() {
+        full[r * stride..r * stride + cols].copy_from_slice(row);
+    }
+    gpu.queue
+        .write_buffer(&act.buf, 0, &dequant::f32_to_f16_bytes(&full));
+}
+
+/// The whole buffer as f16 values, widened to f32.
+pub fn read_f16(gpu: &Gpu, buf: &wgpu::Buffer) -> Vec<f32> {
+    let bytes = read_buffer(gpu, buf, 0, buf.size()).expect("readback");
+    dequant::to_f32(GgmlType::F16, &bytes, bytes.len() / 2).expect("f16")
+}
+
+/// `v` rounded to f16 (and back).
+pub fn round_f16(v: &[f32]) -> Vec<f32> {
+    dequant::to_f32(GgmlType::F16, &dequant::f32_to_f16_bytes(v), v.len()).expect("f16")
+}

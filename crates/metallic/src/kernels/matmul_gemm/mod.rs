@@ -7,7 +7,9 @@
 //!   thread, no subgroup operations. Runs everywhere, lavapipe included.
 //! - **cooperative matrix** (`matmul_gemm_coop`): 16x16 f16 tiles with f32 accumulators
 //!   on tensor cores, where the adapter reports them (`Gpu::coop_matrix_f16`). x is
-//!   rounded to f16 when staged, as are F32 weights and dequantized Q8_0 weights.
+//!   rounded to f16 when staged, as are F32 weights and dequantized Q8_0 weights. This
+//!   path also takes f16 activations (`Activation::half`): x read as f16, and the SwiGLU
+//!   output written as f16, so the prefill plan's GEMM inputs cost half the bytes.
 //!
 //! The batch row count comes from the step state (`n_rows`), and the grid is
 //! [`Grid::RowTiles`], so a plan built once serves any chunk length.
@@ -162,6 +164,31 @@ pub fn linear_swiglu(
     dispatches(gpu, cfg, state, w, x, act, 0, dummy, FLAG_SWIGLU, dummy)
 }
 
+/// f16 activations are for the cooperative-matrix path only (it needs SHADER_F16 anyway),
+/// with K and the row strides multiples of 8 (16-byte loads of 8 halves), and an f16
+/// output only through the SwiGLU epilogue (the residual add stays in f32).
+fn check_halves(
+    cfg: &GemmConfig,
+    w: &GpuMatrix,
+    x: &Activation,
+    y: &Activation,
+    flags: u32,
+) -> Result<()> {
+    if !x.half && !y.half {
+        return Ok(());
+    }
+    let why = if cfg.path != GemmPath::Coop {
+        "f16 activations need the cooperative-matrix GEMM"
+    } else if x.half && !(w.k.is_multiple_of(8) && x.stride.is_multiple_of(8)) {
+        "an f16 x needs K and its row stride to be multiples of 8"
+    } else if y.half && flags != FLAG_SWIGLU {
+        "an f16 output is only written by the SwiGLU epilogue"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Invalid(format!("GEMM '{}': {why}", w.name)))
+}
+
 /// `METALLIC_GEMM_COOP_TILE=128x128|64x128|64x64|64x64w|...` forces the coop path's tile (for
 /// benchmarks); unset or `auto` picks it per matrix.
 fn coop_tile_from_env() -> Result<Option<CoopTile>> {
@@ -192,6 +219,7 @@ fn dispatches(
     if x.cols != w.k {
         return Err(shape_error(w, x, y));
     }
+    check_halves(cfg, w, x, y, flags)?;
     let (family, entry) = cfg.pipeline_name(w.format);
     let forced = coop_tile_from_env()?;
     let mut out = Vec::with_capacity(w.chunks.len());
@@ -201,10 +229,10 @@ fn dispatches(
             GemmPath::Coop => {
                 let limit = gpu.limits.max_compute_workgroup_storage_size;
                 let tile = forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows, limit));
-                (
-                    gpu.pipeline(family, &entry, &tile.constants())?,
-                    tile.shape(),
-                )
+                let mut constants = tile.constants().to_vec();
+                constants.push(("X_F16", x.half as u32 as f64));
+                constants.push(("Y_F16", y.half as u32 as f64));
+                (gpu.pipeline(family, &entry, &constants)?, tile.shape())
             }
         };
         let params = GemmParams {
@@ -220,15 +248,31 @@ fn dispatches(
         let ubuf = uniform_buffer(gpu, "gemm.params", &params);
         // Every entry point declares the scales binding; dense weights bind a stand-in.
         let scales = chunk.scales.as_ref().unwrap_or(dummy);
-        let entries = [
+        // f32 and f16 activations have bindings of their own (the coop kernel declares
+        // both); the unused one gets the stand-in.
+        let (x32, x16) = if x.half {
+            (dummy, &x.buf)
+        } else {
+            (&x.buf, dummy)
+        };
+        let (y32, y16) = if y.half {
+            (dummy, &y.buf)
+        } else {
+            (&y.buf, dummy)
+        };
+        let mut entries = vec![
             (0, ubuf.as_entire_binding()),
             (1, state.as_entire_binding()),
-            (2, x.buf.as_entire_binding()),
-            (3, y.buf.as_entire_binding()),
+            (2, x32.as_entire_binding()),
+            (3, y32.as_entire_binding()),
             (4, bias.as_entire_binding()),
             (5, chunk.data.as_entire_binding()),
             (6, scales.as_entire_binding()),
         ];
+        if cfg.path == GemmPath::Coop {
+            entries.push((7, x16.as_entire_binding()));
+            entries.push((8, y16.as_entire_binding()));
+        }
         out.push(Dispatch {
             label: format!("gemm_{}:{}", w.format.name(), short_name(&w.name)),
             bind_group: gpu.bind_group(&w.name, &pipeline, &entries),

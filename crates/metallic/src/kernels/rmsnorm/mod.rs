@@ -2,8 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::error::Result;
-use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
+use crate::error::{Error, Result};
+use crate::gpu::{storage_buffer, uniform_buffer, Dispatch, Gpu, Grid};
 use crate::tensor::Activation;
 
 #[repr(C)]
@@ -19,7 +19,7 @@ pub struct NormParams {
 
 /// y = rmsnorm(x) * weight. With `last_row_only`, only the batch's last row is
 /// normalised, into the same row of `y`, on a one-workgroup grid (the LM head needs just
-/// that row).
+/// that row). `y` may be f16 (`Activation::half`) when its row length is even.
 pub fn rmsnorm(
     gpu: &Gpu,
     state: &wgpu::Buffer,
@@ -29,7 +29,20 @@ pub fn rmsnorm(
     eps: f32,
     last_row_only: bool,
 ) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline("rmsnorm", "rmsnorm", &[])?;
+    if y.half && !x.cols.is_multiple_of(2) {
+        return Err(Error::Invalid(format!(
+            "an f16 RMSNorm output needs an even row length, got {}",
+            x.cols
+        )));
+    }
+    let pipeline = gpu.pipeline("rmsnorm", "rmsnorm", &[("Y_F16", y.half as u32 as f64)])?;
+    // The binding of the other element type gets a stand-in (built once, with the plan).
+    let dummy = storage_buffer(gpu, "rmsnorm.dummy", 16);
+    let (y32, y16) = if y.half {
+        (&dummy, &y.buf)
+    } else {
+        (&y.buf, &dummy)
+    };
     let params = NormParams {
         n: x.cols,
         x_stride: x.stride,
@@ -47,7 +60,8 @@ pub fn rmsnorm(
             (1, state.as_entire_binding()),
             (2, x.buf.as_entire_binding()),
             (3, weight.as_entire_binding()),
-            (4, y.buf.as_entire_binding()),
+            (4, y32.as_entire_binding()),
+            (5, y16.as_entire_binding()),
         ],
     );
     let grid = if last_row_only {

@@ -39,8 +39,16 @@ override LDSV: u32 = CK / 4u + 2u;
 override NXV: u32 = CM * VPR / C_THREADS;
 override NWV: u32 = CN * VPR / C_THREADS;
 override NQV: u32 = CN * UPR / C_THREADS;
+// f16 activations (prefill): x read from x16 as 8 halves per 16-byte load, and the SwiGLU
+// output written to y16 as f16. x is rounded to f16 when staged either way, so this only
+// moves the rounding into the producer: the stage loads a third fewer bytes (x was two
+// thirds of them in f32) and skips the conversion.
+override X_F16: bool = false;
+override Y_F16: bool = false;
 
 @group(0) @binding(5) var<storage, read> weights: array<vec4<u32>>;  // (n, row_words / 4)
+@group(0) @binding(7) var<storage, read> x16: array<vec4<u32>>;      // X_F16: (rows, x_stride halves)
+@group(0) @binding(8) var<storage, read_write> y16: array<f16>;      // Y_F16: (rows, y_stride)
 
 var<workgroup> xs: array<vec4<f16>, CM * LDSV>;  // (CM, LDSV): x[m0 + r, k0 + 4 j..]
 var<workgroup> ws: array<vec4<f16>, CN * LDSV>;  // (CN, LDSV): W[n0 + r, k0 + 4 j..]
@@ -52,7 +60,8 @@ var<workgroup> cs: array<f32, WARPS * 256u>;  // (WARPS, 16, 16): one accumulato
 // The staged unit is a vector of 8 halves (two vec4<f16>): the x tile has CM * VPR of
 // them, NXV per thread; the W tile CN * VPR, NWV per thread (Q8_0: NQV 16-byte units).
 struct Stage {
-    x: array<vec4<f32>, 8>,   // vector i: x[2 i], x[2 i + 1]
+    x: array<vec4<f32>, 8>,   // vector i: x[2 i], x[2 i + 1]; with X_F16, xh[i]
+    xh: array<vec4<u32>, 4>,  // X_F16: vector i as 8 halves
     w: array<vec4<u32>, 8>,   // F16: vector i; Q8_0: 16 bytes (16 weights) each, 2 or 4
     d: array<f32, 4>,         // Q8_0 scales of w[i]
 }
@@ -60,6 +69,17 @@ struct Stage {
 // Vector v of the x tile: row v / VPR, floats 8 (v % VPR)...; half h (0, 1) of it.
 fn fetch_x(o: vec2<u32>, k0: u32, v: u32, h: u32, rows: u32) -> vec4<f32> {
     return x_quad(o.x + v / VPR, k0 + 8u * (v % VPR) + 4u * h, rows);
+}
+
+// X_F16: vector v of the x tile as 8 halves. K and x_stride are multiples of 8 (the host
+// checks), so a vector is all inside K or all past it.
+fn fetch_x16(o: vec2<u32>, k0: u32, v: u32, rows: u32) -> vec4<u32> {
+    let m = o.x + v / VPR;
+    let k = k0 + 8u * (v % VPR);
+    if (m >= rows || k >= p.k) {
+        return vec4<u32>(0u);
+    }
+    return x16[(m * p.x_stride + k) / 8u];
 }
 
 // Weight rows are padded with zeros to a multiple of 4 words, so a vector that starts
@@ -106,6 +126,17 @@ fn scale_q8_0(o: vec2<u32>, k0: u32, u: u32) -> f32 {
 
 fn fetch_xs(o: vec2<u32>, k0: u32, lid: u32, rows: u32, st: ptr<function, Stage>) {
     let t = C_THREADS;
+    if (X_F16) {
+        (*st).xh[0] = fetch_x16(o, k0, lid, rows);
+        if (NXV > 1u) {
+            (*st).xh[1] = fetch_x16(o, k0, lid + t, rows);
+        }
+        if (NXV > 2u) {
+            (*st).xh[2] = fetch_x16(o, k0, lid + 2u * t, rows);
+            (*st).xh[3] = fetch_x16(o, k0, lid + 3u * t, rows);
+        }
+        return;
+    }
     (*st).x[0] = fetch_x(o, k0, lid, 0u, rows);
     (*st).x[1] = fetch_x(o, k0, lid, 1u, rows);
     if (NXV > 1u) {
@@ -168,6 +199,12 @@ fn stash_x(v: u32, a: vec4<f32>, b: vec4<f32>) {
     xs[at + 1u] = vec4<f16>(b);
 }
 
+fn stash_x16(v: u32, h: vec4<u32>) {
+    let at = at_v(v);
+    xs[at] = halves(h.x, h.y);
+    xs[at + 1u] = halves(h.z, h.w);
+}
+
 fn halves(a: u32, b: u32) -> vec4<f16> {
     // (naga types a bitcast to f16 vectors wrongly; f16 -> f32 -> f16 is exact)
     return vec4<f16>(vec4<f32>(unpack2x16float(a), unpack2x16float(b)));
@@ -196,13 +233,24 @@ fn stash_q8_0(u: u32, w: vec4<u32>, d: f32) {
 
 fn stash(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
     let t = C_THREADS;
-    stash_x(lid, (*st).x[0], (*st).x[1]);
-    if (NXV > 1u) {
-        stash_x(lid + t, (*st).x[2], (*st).x[3]);
-    }
-    if (NXV > 2u) {
-        stash_x(lid + 2u * t, (*st).x[4], (*st).x[5]);
-        stash_x(lid + 3u * t, (*st).x[6], (*st).x[7]);
+    if (X_F16) {
+        stash_x16(lid, (*st).xh[0]);
+        if (NXV > 1u) {
+            stash_x16(lid + t, (*st).xh[1]);
+        }
+        if (NXV > 2u) {
+            stash_x16(lid + 2u * t, (*st).xh[2]);
+            stash_x16(lid + 3u * t, (*st).xh[3]);
+        }
+    } else {
+        stash_x(lid, (*st).x[0], (*st).x[1]);
+        if (NXV > 1u) {
+            stash_x(lid + t, (*st).x[2], (*st).x[3]);
+        }
+        if (NXV > 2u) {
+            stash_x(lid + 2u * t, (*st).x[4], (*st).x[5]);
+            stash_x(lid + 3u * t, (*st).x[6], (*st).x[7]);
+        }
     }
     switch fmt {
         case FMT_F16: {
@@ -239,6 +287,11 @@ fn stash(fmt: u32, o: vec2<u32>, k0: u32, lid: u32, st: ptr<function, Stage>) {
     }
 }
 
+// store_swiglu's f16 form (Y_F16).
+fn store_swiglu16(m: u32, n: u32, gate: f32, up: f32) {
+    y16[m * p.y_stride + (p.col + n) / 2u] = f16(gate / (1.0 + exp(-gate)) * up);
+}
+
 // Writes the 16 x 16 block that slot `slot` left in cs to batch rows mb.. and outputs
 // nb.., through the shared epilogue; the subgroup's lanes share the elements.
 fn drain(owner: bool, slot: u32, mb: u32, nb: u32, rows: u32, lane: u32, sg_size: u32) {
@@ -252,7 +305,11 @@ fn drain(owner: bool, slot: u32, mb: u32, nb: u32, rows: u32, lane: u32, sg_size
             let c = 2u * (e % 8u);
             if (mb + r < rows && nb + c < p.n) {
                 let at = base + r * 16u + c;
-                store_swiglu(mb + r, nb + c, cs[at], cs[at + 1u]);
+                if (Y_F16) {
+                    store_swiglu16(mb + r, nb + c, cs[at], cs[at + 1u]);
+                } else {
+                    store_swiglu(mb + r, nb + c, cs[at], cs[at + 1u]);
+                }
             }
         }
     } else {

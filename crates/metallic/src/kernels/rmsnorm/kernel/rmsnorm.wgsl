@@ -1,5 +1,9 @@
 // y = x / sqrt(mean(x^2) + eps) * weight, one workgroup per row.
 
+// Write y as f16 pairs into y16 instead of f32 into y: the prefill input of the
+// cooperative-matrix GEMMs, which stage x as f16 anyway, so the GEMM loads half the bytes.
+override Y_F16: bool = false;
+
 struct NormParams {
     n: u32,              // row length
     x_stride: u32,
@@ -16,6 +20,7 @@ struct NormParams {
 @group(0) @binding(2) var<storage, read> x: array<f32>;           // (rows, x_stride)
 @group(0) @binding(3) var<storage, read> weight: array<f32>;      // (n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;     // (rows, y_stride)
+@group(0) @binding(5) var<storage, read_write> y16: array<u32>;   // Y_F16: (rows, y_stride halves), 2 per word
 
 @compute @workgroup_size(256)
 fn rmsnorm(
@@ -40,6 +45,15 @@ fn rmsnorm(
     let total = workgroup_sum(ss, sg_id, n_sg, lane);
     let inv = inverseSqrt(total / f32(p.n) + p.eps);
     let yb = y_row * p.y_stride;
+    if (Y_F16) {
+        // n and y_stride are even (the host checks), so pairs never straddle rows.
+        for (var j = lid; j < p.n / 2u; j += 256u) {
+            let i = 2u * j;
+            let v = vec2<f32>(x[xb + i] * weight[i], x[xb + i + 1u] * weight[i + 1u]) * inv;
+            y16[yb / 2u + j] = pack2x16float(v);
+        }
+        return;
+    }
     for (var i = lid; i < p.n; i += 256u) {
         y[yb + i] = x[xb + i] * inv * weight[i];
     }
