@@ -17,7 +17,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
+use crate::gpu::{storage_buffer, uniform_buffer, Dispatch, Gpu, Grid};
 use crate::kernels::matmul_gemm_coop::{self, CoopTile};
 use crate::kernels::matmul_gemv::{check_swiglu_pairs, shape_error, short_name};
 use crate::tensor::{Activation, GpuMatrix, WeightFormat};
@@ -222,6 +222,7 @@ fn dispatches(
     check_halves(cfg, w, x, y, flags)?;
     let (family, entry) = cfg.pipeline_name(w.format);
     let forced = coop_tile_from_env()?;
+    let rw_dummy = storage_buffer(gpu, "gemm.rw_dummy", 16);
     let mut out = Vec::with_capacity(w.chunks.len());
     for chunk in &w.chunks {
         let (pipeline, (tile_rows, tile_n)) = match cfg.path {
@@ -249,16 +250,17 @@ fn dispatches(
         // Every entry point declares the scales binding; dense weights bind a stand-in.
         let scales = chunk.scales.as_ref().unwrap_or(dummy);
         // f32 and f16 activations have bindings of their own (the coop kernel declares
-        // both); the unused one gets the stand-in.
+        // both); the unused one gets a stand-in, a writable one for y: a buffer may not
+        // be bound read-only and read-write in one dispatch.
         let (x32, x16) = if x.half {
             (dummy, &x.buf)
         } else {
             (&x.buf, dummy)
         };
         let (y32, y16) = if y.half {
-            (dummy, &y.buf)
+            (&rw_dummy, &y.buf)
         } else {
-            (&y.buf, dummy)
+            (&y.buf, &rw_dummy)
         };
         let mut entries = vec![
             (0, ubuf.as_entire_binding()),
