@@ -38,6 +38,8 @@ struct Case {
     col: u32,
     bias: bool,
     accumulate: bool,
+    /// x as an f16 activation (the coop path's prefill input), its values f16-exact.
+    f16_x: bool,
 }
 
 /// Checks `got` (the `rows x n` outputs) against the f64 reference `want`.
@@ -69,12 +71,20 @@ fn check(gpu: &Gpu, cfg: &GemmConfig, c: Case, rng: &mut Rng) -> usize {
     let (n, k, rows, col) = (c.n as usize, c.k as usize, c.rows as usize, c.col as usize);
     let (w, deq) = matrix(gpu, c.ty, c.n, c.k, &rand_vec(rng, n * k, 1.0));
     // A spare batch row of capacity: a batch of `rows` must neither read nor write it.
-    let x = Activation::new(gpu, "x", c.rows + 1, c.k).unwrap();
     let width = c.col + c.n + 5;
     let y = Activation::new(gpu, "y", c.rows + 1, width).unwrap();
     let xs = rand_vec(rng, rows * k, 1.0);
     // Row padding and the spare row hold NaN: reading them would poison the outputs.
-    write_rows(gpu, &x, &xs, f32::NAN);
+    let (x, xs) = if c.f16_x {
+        let x = Activation::new_f16(gpu, "x", c.rows + 1, c.k).unwrap();
+        let xs = round_f16(&xs);
+        write_rows_f16(gpu, &x, &xs, f32::NAN);
+        (x, xs)
+    } else {
+        let x = Activation::new(gpu, "x", c.rows + 1, c.k).unwrap();
+        write_rows(gpu, &x, &xs, f32::NAN);
+        (x, xs)
+    };
     let y_words = (y.buf.size() / 4) as usize;
     let y0: Vec<f32> = if c.accumulate {
         rand_vec(rng, y_words, 2.0)
@@ -156,6 +166,7 @@ fn sweep(gpu: &Gpu, shapes: &[(GgmlType, u32, u32)], seed: u64) {
                     col,
                     bias,
                     accumulate,
+                    f16_x: false,
                 };
                 check(gpu, &cfg, c, &mut rng);
             }
@@ -225,12 +236,35 @@ fn gemm_split_bindings() {
                     col,
                     bias,
                     accumulate,
+                    f16_x: false,
                 };
                 let chunks = check(&gpu, &cfg, c, &mut rng);
                 assert!(chunks >= 3, "{c:?}: expected a split matrix, got {chunks}");
             }
         }
     }
+}
+
+/// silu(x_m . gate_j) * (x_m . up_j) in f64, and the sum that bounds its error the way
+/// `check_close`'s `abs_sum` does: |d(silu(g) u)| <= |u| |dg| (silu' is within
+/// [-0.1, 1.1]) + |silu| |du|, with |dg| and |du| bounded by the sums of |x_i w_i|.
+fn swiglu_reference(
+    gd: &[f32],
+    ud: &[f32],
+    xs: &[f32],
+    k: usize,
+    m: usize,
+    j: usize,
+) -> (f64, f64) {
+    let sum = |wd: &[f32], f: fn(f64) -> f64| {
+        (0..k)
+            .map(|i| f(wd[j * k + i] as f64 * xs[m * k + i] as f64))
+            .sum::<f64>()
+    };
+    let (g, u) = (sum(gd, |v| v), sum(ud, |v| v));
+    let silu = g / (1.0 + (-g).exp());
+    let abs_sum = 1.1 * u.abs() * sum(gd, f64::abs) + silu.abs() * sum(ud, f64::abs);
+    (silu * u, abs_sum)
 }
 
 #[test]
@@ -271,21 +305,9 @@ fn gemm_swiglu_on_interleaved_gate_up() {
                 let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
                 for m in 0..rows {
                     for j in 0..ffn {
-                        let dot = |wd: &[f32]| {
-                            (0..kk)
-                                .map(|i| wd[j * kk + i] as f64 * xs[m * kk + i] as f64)
-                                .sum::<f64>()
-                        };
-                        let abs = |wd: &[f32]| {
-                            (0..kk)
-                                .map(|i| (wd[j * kk + i] as f64 * xs[m * kk + i] as f64).abs())
-                                .sum::<f64>()
-                        };
-                        let (g, u) = (dot(&gd), dot(&ud));
-                        let silu = g / (1.0 + (-g).exp());
-                        want.push(silu * u);
-                        // |d(silu(g) u)| <= |u| |dg| (silu' is within [-0.1, 1.1]) + |silu| |du|
-                        abs_sum.push(1.1 * u.abs() * abs(&gd) + silu.abs() * abs(&ud));
+                        let (v, a) = swiglu_reference(&gd, &ud, &xs, kk, m, j);
+                        want.push(v);
+                        abs_sum.push(a);
                     }
                 }
                 check_close(&what, &cfg, &unpad(&act, &got, rows), &want, &abs_sum, k);
@@ -417,7 +439,6 @@ fn gemm_coop_f16_activations() {
     }
     let cfg = GemmConfig::new(&gpu, GemmPath::Coop).unwrap();
     let mut rng = Rng::new(28);
-    let dummy = storage_buffer(&gpu, "dummy", 16);
     for (ty, k, n) in [
         (GgmlType::F16, 64, 40),
         (GgmlType::F16, 200, 300),
@@ -425,39 +446,17 @@ fn gemm_coop_f16_activations() {
         (GgmlType::F32, 40, 70),
     ] {
         for (rows, (bias, accumulate)) in [1u32, 17, 64, 100].into_iter().zip(FLAGS) {
-            let what = format!("f16 x {ty:?} k={k} n={n} rows={rows}");
-            let (kk, nn, rr) = (k as usize, n as usize, rows as usize);
-            let (w, deq) = matrix(&gpu, ty, n, k, &rand_vec(&mut rng, nn * kk, 1.0));
-            let x = Activation::new_f16(&gpu, "x", rows + 1, k).unwrap();
-            let xs = round_f16(&rand_vec(&mut rng, rr * kk, 1.0));
-            write_rows_f16(&gpu, &x, &xs, f32::NAN);
-            let y = Activation::new(&gpu, "y", rows + 1, n).unwrap();
-            let y0 = rand_vec(&mut rng, (y.buf.size() / 4) as usize, 2.0);
-            write_f32(&gpu, &y.buf, &y0);
-            let bias_v = rand_vec(&mut rng, nn, 0.5);
-            let bias_buf = f32_buffer(&gpu, "bias", &bias_v);
-            let state = state_buffer(&gpu, 0, rows, 0);
-            let b = bias.then_some(&bias_buf);
-            let ds = linear(&gpu, &cfg, &state, &w, &x, (&y, 0), b, accumulate, &dummy).unwrap();
-            run(&gpu, ds, rows);
-            let got = read_f32(&gpu, &y.buf);
-            let stride = y.stride as usize;
-            let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
-            for m in 0..rr {
-                for j in 0..nn {
-                    let terms = (0..kk).map(|i| deq[j * kk + i] as f64 * xs[m * kk + i] as f64);
-                    let mut v: f64 = terms.clone().sum();
-                    abs_sum.push(terms.map(f64::abs).sum());
-                    if bias {
-                        v += bias_v[j] as f64;
-                    }
-                    if accumulate {
-                        v += y0[m * stride + j] as f64;
-                    }
-                    want.push(v);
-                }
-            }
-            check_close(&what, &cfg, &unpad(&y, &got, rr), &want, &abs_sum, k);
+            let c = Case {
+                ty,
+                n,
+                k,
+                rows,
+                col: 0,
+                bias,
+                accumulate,
+                f16_x: true,
+            };
+            check(&gpu, &cfg, c, &mut rng);
         }
     }
     // SwiGLU into f16, over a matrix split between (gate, up) pairs.
@@ -481,21 +480,11 @@ fn gemm_coop_f16_activations() {
             let ds = linear_swiglu(&gpu, &cfg, &state, &w, &x, &act, &dummy).unwrap();
             run(&gpu, ds, rows as u32);
             let got = read_f16(&gpu, &act.buf);
+            let unit = 2f64.powi(-10) + k as f64 * 2f64.powi(-24);
             for m in 0..rows {
                 for j in 0..ffn {
-                    let dot = |wd: &[f32], f: fn(f64) -> f64| {
-                        (0..kk)
-                            .map(|i| f(wd[j * kk + i] as f64 * xs[m * kk + i] as f64))
-                            .sum::<f64>()
-                    };
-                    let (g, u) = (dot(&gd, |v| v), dot(&ud, |v| v));
-                    let silu = g / (1.0 + (-g).exp());
-                    let want = silu * u;
-                    let unit = 2f64.powi(-10) + k as f64 * 2f64.powi(-24);
-                    let bound = unit
-                        * (1.1 * u.abs() * dot(&gd, f64::abs) + silu.abs() * dot(&ud, f64::abs))
-                        + want.abs() * 2f64.powi(-10)
-                        + 1e-6;
+                    let (want, abs_sum) = swiglu_reference(&gd, &ud, &xs, kk, m, j);
+                    let bound = unit * abs_sum + want.abs() * 2f64.powi(-10) + 1e-6;
                     let v = got[m * act.stride as usize + j] as f64;
                     assert!(
                         (v - want).abs() <= bound,

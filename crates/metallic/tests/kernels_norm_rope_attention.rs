@@ -14,6 +14,28 @@ use metallic::tensor::Activation;
 // ---------------------------------------------------------------------------------
 // RMSNorm
 
+/// An RMSNorm input of `rows` rows (plus a spare) of length `n`, rows of different
+/// magnitude so a row mixed up with another shows, and a norm weight near 1: (x, its
+/// values, the weight, its buffer).
+fn norm_inputs(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    n: u32,
+    rows: u32,
+) -> (Activation, Vec<f32>, Vec<f32>, wgpu::Buffer) {
+    let x = Activation::new(gpu, "x", rows + 1, n).unwrap();
+    let xs: Vec<f32> = (0..rows)
+        .flat_map(|r| rand_vec(rng, n as usize, 0.5 + r as f32))
+        .collect();
+    write_rows(gpu, &x, &xs, 0.0);
+    let weight: Vec<f32> = rand_vec(rng, n as usize, 0.3)
+        .iter()
+        .map(|v| v + 1.0)
+        .collect();
+    let wbuf = f32_buffer(gpu, "w", &weight);
+    (x, xs, weight, wbuf)
+}
+
 #[test]
 fn rmsnorm_rows() {
     let gpu = gpu(None);
@@ -22,18 +44,8 @@ fn rmsnorm_rows() {
     for n in [64u32, 896, 1000] {
         for rows in [1u32, 3] {
             let what = format!("rmsnorm n={n} rows={rows}");
-            let x = Activation::new(&gpu, "x", rows + 1, n).unwrap();
+            let (x, xs, weight, wbuf) = norm_inputs(&gpu, &mut rng, n, rows);
             let y = Activation::new(&gpu, "y", rows + 1, n).unwrap();
-            // Rows of different magnitude, so a row mixed up with another shows.
-            let xs: Vec<f32> = (0..rows)
-                .flat_map(|r| rand_vec(&mut rng, n as usize, 0.5 + r as f32))
-                .collect();
-            write_rows(&gpu, &x, &xs, 0.0);
-            let weight: Vec<f32> = rand_vec(&mut rng, n as usize, 0.3)
-                .iter()
-                .map(|v| v + 1.0)
-                .collect();
-            let wbuf = f32_buffer(&gpu, "w", &weight);
             poison(&gpu, &y.buf);
             let state = state_buffer(&gpu, 0, rows, 0);
             let d = rmsnorm(&gpu, &state, &x, &wbuf, &y, eps, false).unwrap();
@@ -67,17 +79,8 @@ fn rmsnorm_f16_output() {
     for n in [64u32, 896, 1000] {
         for rows in [1u32, 3] {
             let what = format!("rmsnorm f16 n={n} rows={rows}");
-            let x = Activation::new(&gpu, "x", rows + 1, n).unwrap();
+            let (x, xs, weight, wbuf) = norm_inputs(&gpu, &mut rng, n, rows);
             let y = Activation::new_f16(&gpu, "y", rows + 1, n).unwrap();
-            let xs: Vec<f32> = (0..rows)
-                .flat_map(|r| rand_vec(&mut rng, n as usize, 0.5 + r as f32))
-                .collect();
-            write_rows(&gpu, &x, &xs, 0.0);
-            let weight: Vec<f32> = rand_vec(&mut rng, n as usize, 0.3)
-                .iter()
-                .map(|v| v + 1.0)
-                .collect();
-            let wbuf = f32_buffer(&gpu, "w", &weight);
             write_rows_f16(&gpu, &y, &[], 1234.0);
             let state = state_buffer(&gpu, 0, rows, 0);
             let d = rmsnorm(&gpu, &state, &x, &wbuf, &y, eps, false).unwrap();
