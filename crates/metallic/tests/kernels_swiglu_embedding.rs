@@ -9,7 +9,7 @@ use metallic::kernels::elementwise::swiglu;
 use metallic::kernels::embedding::embed;
 use metallic::reference;
 use metallic::synthetic::Rng;
-use metallic::tensor::Activation;
+use metallic::tensor::{Activation, GpuMatrix};
 
 #[test]
 fn swiglu_rows() {
@@ -78,17 +78,25 @@ fn swiglu_over_65535_groups() {
 }
 
 fn check_embedding(gpu: &Gpu, ty: GgmlType, vocab: u32, hidden: u32, tokens: &[u32]) {
-    let split = gpu.max_binding_bytes < 1 << 20;
     let mut rng = Rng::new(61 + hidden as u64);
+    let data = rand_vec(&mut rng, (vocab * hidden) as usize, 1.0);
+    let table = matrix(gpu, ty, vocab, hidden, &data);
+    check_embedding_table(gpu, ty, table, hidden, tokens);
+}
+
+/// Looks `tokens` up in `table` (with its CPU-dequantized values) and expects the rows bit
+/// for bit.
+fn check_embedding_table(
+    gpu: &Gpu,
+    ty: GgmlType,
+    (table, deq): (GpuMatrix, Vec<f32>),
+    hidden: u32,
+    tokens: &[u32],
+) {
+    let split = gpu.max_binding_bytes < 1 << 20;
+    let vocab = table.rows;
     let what = format!("embed {ty:?} vocab={vocab} hidden={hidden} split={split}");
     let h = hidden as usize;
-    let (table, deq) = matrix(
-        gpu,
-        ty,
-        vocab,
-        hidden,
-        &rand_vec(&mut rng, (vocab * hidden) as usize, 1.0),
-    );
     let rows = tokens.len() as u32;
     let tok_buf = storage_buffer(gpu, "tokens", rows as u64 * 4);
     write_u32(gpu, &tok_buf, tokens);
@@ -164,4 +172,20 @@ fn embedding_split_tables() {
     check_embedding(&gpu, GgmlType::BF16, 300, 100, &tokens);
     check_embedding(&gpu, GgmlType::Q8_0, 300, 96, &tokens);
     check_embedding(&gpu, GgmlType::Q8_0, 300, 64, &tokens);
+}
+
+#[test]
+fn embedding_q8_0_every_byte() {
+    // Eight one-block rows holding the 256 byte values (-128 included, which Q8_0
+    // quantizers never write but files may hold) under mixed scales: the kernels turn
+    // bytes into floats with bit operations, not a conversion, so every value is checked.
+    let gpu = gpu(None);
+    let scales = [1.0f32, -0.5, 3.0, 0.0078125, 65504.0, -2.0, 0.25, 1.5];
+    let mut bytes = Vec::new();
+    for (row, d) in scales.iter().enumerate() {
+        bytes.extend_from_slice(&half::f16::from_f32(*d).to_le_bytes());
+        bytes.extend((0..32).map(|i| (row * 32 + i) as u8));
+    }
+    let table = matrix_from_bytes(&gpu, GgmlType::Q8_0, 8, 32, bytes);
+    check_embedding_table(&gpu, GgmlType::Q8_0, table, 32, &[0, 1, 2, 3, 4, 5, 6, 7]);
 }

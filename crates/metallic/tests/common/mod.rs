@@ -150,8 +150,20 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
 /// Serialises a (rows, k) matrix as a GGUF tensor of type `ty`, uploads it and returns
 /// it with its dequantized values (what the kernel should see).
 pub fn matrix(gpu: &Gpu, ty: GgmlType, rows: u32, k: u32, data: &[f32]) -> (GpuMatrix, Vec<f32>) {
+    matrix_from_bytes(gpu, ty, rows, k, encode(ty, data))
+}
+
+/// A (rows, k) matrix from the raw bytes of a GGUF tensor of type `ty`, uploaded, with its
+/// dequantized values (the CPU dequantizer's).
+pub fn matrix_from_bytes(
+    gpu: &Gpu,
+    ty: GgmlType,
+    rows: u32,
+    k: u32,
+    bytes: Vec<u8>,
+) -> (GpuMatrix, Vec<f32>) {
     let mut w = GgufWriter::new();
-    w.add_tensor("w", ty, &[k as u64, rows as u64], encode(ty, data));
+    w.add_tensor("w", ty, &[k as u64, rows as u64], bytes);
     let file = GgufFile::from_bytes(w.to_bytes()).expect("gguf");
     let info = file.require_tensor("w").expect("tensor");
     let deq = dequant::to_f32(ty, file.tensor_data(info), (rows * k) as usize).expect("dequant");
