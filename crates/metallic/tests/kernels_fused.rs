@@ -13,8 +13,8 @@ use common::*;
 use metallic::gguf::{dequant, GgmlType, GgufFile, GgufWriter};
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::matmul_gemv::{
-    linear, linear_qkv_rope, linear_swiglu_norm, linear_with, qkv_rope_unsupported, GemvConfig,
-    GemvOptions, InputNorm, Q8Dot, RopeCacheTarget,
+    linear, linear_qkv_rope, linear_swiglu_norm, linear_with, qkv_rope_unsupported, DenseTiling,
+    GemvConfig, GemvOptions, InputNorm, Q8Dot, RopeCacheTarget,
 };
 use metallic::kernels::rmsnorm::rmsnorm;
 use metallic::kernels::rope_kv::{self, rope_kv, RopeKvBindings};
@@ -123,14 +123,14 @@ fn norm_prologue_with_bias_and_residual() {
             cols_per_tg: 8,
             q8_cols_per_tg: 8,
             wg_size: 32,
-            q8_wg_size: 32,
+            all_rows_wg_size: 32,
             ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
             q8_cols_per_tg: 2,
             wg_size: 256,
-            q8_wg_size: 256,
+            all_rows_wg_size: 256,
             ..Default::default()
         },
         // Q8_0 with int8 activations; F16 with loads unrolled.
@@ -143,9 +143,21 @@ fn norm_prologue_with_bias_and_residual() {
             cols_per_tg: 8,
             q8_cols_per_tg: 8,
             wg_size: 32,
-            q8_wg_size: 32,
+            all_rows_wg_size: 32,
             q8_dot: Q8Dot::I8,
             unroll: 4,
+            f16_tiling: DenseTiling::Rows,
+        },
+        // F16 in the all-rows tiling (K = 7 and 100 fall back to rows).
+        GemvConfig {
+            f16_tiling: DenseTiling::AllRows,
+            ..Default::default()
+        },
+        GemvConfig {
+            cols_per_tg: 8,
+            wg_size: 32,
+            f16_tiling: DenseTiling::AllRows,
+            ..Default::default()
         },
     ];
     // K = 7 and 100 have tails after the vector loops (norm weight read as scalars there).
@@ -276,18 +288,19 @@ fn norm_prologue_with_swiglu() {
         let xs = x_rows(&gpu, &mut rng, &x, rows);
         let (gbuf, g) = norm_weight(&gpu, &mut rng, k);
         let dummy = storage_buffer(&gpu, "dummy", 16);
-        for (cols, q8_dot) in [
-            (2, Q8Dot::F32),
-            (8, Q8Dot::F32),
-            (16, Q8Dot::F32),
-            (4, Q8Dot::I8),
+        for (cols, q8_dot, f16_tiling) in [
+            (2, Q8Dot::F32, DenseTiling::Rows),
+            (8, Q8Dot::F32, DenseTiling::AllRows),
+            (16, Q8Dot::F32, DenseTiling::Rows),
+            (4, Q8Dot::I8, DenseTiling::AllRows),
         ] {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
                 q8_cols_per_tg: cols,
                 wg_size: 64,
-                q8_wg_size: 64,
+                all_rows_wg_size: 64,
                 q8_dot,
+                f16_tiling,
                 ..Default::default()
             };
             poison(&gpu, &act.buf);
@@ -344,7 +357,7 @@ fn norm_prologue_on_the_last_row_only() {
                 cols_per_tg: 2,
                 q8_cols_per_tg: 2,
                 wg_size: 32,
-                q8_wg_size: 32,
+                all_rows_wg_size: 32,
                 ..Default::default()
             },
             None,
@@ -754,13 +767,18 @@ fn qkv_rope_every_config_and_split_bindings() {
                         cols_per_tg,
                         q8_cols_per_tg: cols_per_tg,
                         wg_size,
-                        q8_wg_size: wg_size,
+                        all_rows_wg_size: wg_size,
                         q8_dot: if (cols_per_tg + wg_size) % 3 == 0 {
                             Q8Dot::I8
                         } else {
                             Q8Dot::F32
                         },
                         unroll: 1 << (wg_size % 3),
+                        f16_tiling: if wg_size == 64 {
+                            DenseTiling::Rows
+                        } else {
+                            DenseTiling::AllRows
+                        },
                     },
                     ..Default::default()
                 };

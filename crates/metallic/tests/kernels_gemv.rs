@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use metallic::gguf::GgmlType;
 use metallic::gpu::{storage_buffer, Gpu, Grid};
-use metallic::kernels::matmul_gemv::{linear, GemvConfig, Q8Dot};
+use metallic::kernels::matmul_gemv::{linear, DenseTiling, GemvConfig, Q8Dot};
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
 
@@ -200,12 +200,18 @@ fn gemv_every_config() {
                 cols_per_tg,
                 q8_cols_per_tg: cols_per_tg,
                 wg_size,
-                q8_wg_size: wg_size,
+                all_rows_wg_size: wg_size,
                 unroll: [1, 2, 4][(wg_i + cols_per_tg as usize) % 3],
                 q8_dot: Q8Dot::F32,
+                f16_tiling: DenseTiling::Rows,
             };
             let cfg_i8 = GemvConfig {
                 q8_dot: Q8Dot::I8,
+                ..cfg
+            };
+            // F16 K = 100 is not a multiple of 8, so it keeps the row tiling.
+            let cfg_all_rows = GemvConfig {
+                f16_tiling: DenseTiling::AllRows,
                 ..cfg
             };
             for (ty, k) in [
@@ -216,10 +222,10 @@ fn gemv_every_config() {
                 (GgmlType::Q8_0, 96),
                 (GgmlType::Q8_0, 512),
             ] {
-                let cfgs: &[GemvConfig] = if ty == GgmlType::Q8_0 {
-                    &[cfg, cfg_i8]
-                } else {
-                    &[cfg]
+                let cfgs: &[GemvConfig] = match ty {
+                    GgmlType::Q8_0 => &[cfg, cfg_i8],
+                    GgmlType::F16 => &[cfg, cfg_all_rows],
+                    _ => &[cfg],
                 };
                 for (cfg, (rows, (bias, accumulate))) in cfgs
                     .iter()
@@ -253,14 +259,18 @@ fn gemv_split_bindings() {
             cols_per_tg: 8,
             q8_cols_per_tg: 8,
             wg_size: 32,
-            q8_wg_size: 32,
+            all_rows_wg_size: 32,
             ..Default::default()
         },
         GemvConfig {
             cols_per_tg: 2,
             q8_cols_per_tg: 2,
             wg_size: 256,
-            q8_wg_size: 256,
+            all_rows_wg_size: 256,
+            ..Default::default()
+        },
+        GemvConfig {
+            f16_tiling: DenseTiling::AllRows,
             ..Default::default()
         },
     ];
@@ -302,7 +312,7 @@ fn gemv_grid_folded_into_z() {
         cols_per_tg: 2,
         q8_cols_per_tg: 2,
         wg_size: 32,
-        q8_wg_size: 32,
+        all_rows_wg_size: 32,
         ..Default::default()
     };
     let n: u32 = 2 * 65_535 + 37;
@@ -434,12 +444,18 @@ fn gemv_swiglu_epilogue_on_interleaved_gate_up() {
         let xs = rand_vec(&mut rng, rows * k, 1.0);
         write_rows(&gpu, &x, &xs, 0.0);
         let dummy = storage_buffer(&gpu, "dummy", 16);
-        for cols in [2, 4, 8] {
+        for (cols, f16_tiling) in [
+            (2, DenseTiling::Rows),
+            (4, DenseTiling::AllRows),
+            (8, DenseTiling::Rows),
+            (8, DenseTiling::AllRows),
+        ] {
             let cfg = GemvConfig {
                 cols_per_tg: cols,
                 q8_cols_per_tg: cols,
                 wg_size: 64,
-                q8_wg_size: 64,
+                all_rows_wg_size: 64,
+                f16_tiling,
                 ..Default::default()
             };
             poison(&gpu, &act.buf);

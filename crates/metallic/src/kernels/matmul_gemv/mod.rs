@@ -49,6 +49,25 @@ pub enum Q8Dot {
     I8,
 }
 
+/// How an F16 GEMV workgroup's subgroups share its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenseTiling {
+    /// Each subgroup its own rows (several subgroups per row when there are more
+    /// subgroups than rows), over all of K.
+    Rows,
+    /// Every subgroup all the rows, over its own slice of K, as Q8_0 does: each x vector
+    /// loaded serves every row, and a lane loads all its rows' weights before using them.
+    /// Rows of a length that is not a multiple of 8 keep `Rows`.
+    AllRows,
+    /// `AllRows` for rows of at least [`ALL_ROWS_MIN_K`] elements, else `Rows`: on the
+    /// H100 the all-rows tiling made 7B F16 decode (K = 3584, 18944) 4% faster and 0.5B
+    /// (K = 896) 1.5% slower.
+    Auto,
+}
+
+/// The shortest F16 row that [`DenseTiling::Auto`] gives the all-rows tiling.
+pub const ALL_ROWS_MIN_K: u32 = 2048;
+
 /// Tuning knobs, passed to WGSL as override constants.
 #[derive(Clone, Copy, Debug)]
 pub struct GemvConfig {
@@ -58,17 +77,20 @@ pub struct GemvConfig {
     /// The same for Q8_0 (`METALLIC_GEMV_Q8_COLS_PER_TG`): every subgroup reads x once
     /// for all of them, so more rows mean less x traffic per weight byte.
     pub q8_cols_per_tg: u32,
-    /// Threads per workgroup for F16 / F32 weights: 64, 128 or 256
+    /// Threads per workgroup in the row tiling (F16 / F32 weights): 64, 128 or 256
     /// (`METALLIC_GEMV_WG_SIZE`).
     pub wg_size: u32,
-    /// The same for Q8_0 (`METALLIC_GEMV_Q8_WG_SIZE`): its subgroups each take all the
-    /// workgroup's rows over a slice of K, so it prefers fewer of them.
-    pub q8_wg_size: u32,
+    /// The same in the all-rows tiling (Q8_0, and F16 where it takes that tiling;
+    /// `METALLIC_GEMV_ALL_ROWS_WG_SIZE`): its subgroups each take all the workgroup's
+    /// rows over a slice of K, so it prefers fewer of them.
+    pub all_rows_wg_size: u32,
     /// 16-byte F16 weight loads each lane issues before using them: 1, 2 or 4
     /// (`METALLIC_GEMV_UNROLL`).
     pub unroll: u32,
     /// `METALLIC_GEMV_Q8_DOT=f32|i8`.
     pub q8_dot: Q8Dot,
+    /// `METALLIC_GEMV_F16_TILING=auto|rows|all-rows`.
+    pub f16_tiling: DenseTiling,
 }
 
 impl Default for GemvConfig {
@@ -77,11 +99,13 @@ impl Default for GemvConfig {
             cols_per_tg: 4,
             q8_cols_per_tg: 4,
             // H100, tg128: 256 threads (two subgroups per row) gave +3% (7B) and +6%
-            // (0.5B) over 128 for F16, and -17% for Q8_0 (PERFORMANCE.md, session 3).
+            // (0.5B) over 128 for F16 in the row tiling, and -17% for Q8_0 (PERFORMANCE.md,
+            // session 3); F16 in the all-rows tiling, 7B: 128 threads 168 tok/s, 256: 162.
             wg_size: 256,
-            q8_wg_size: 128,
+            all_rows_wg_size: 128,
             unroll: 1,
             q8_dot: Q8Dot::F32,
+            f16_tiling: DenseTiling::Auto,
         }
     }
 }
@@ -117,10 +141,10 @@ impl GemvConfig {
                 &[("64", 64), ("128", 128), ("256", 256)],
                 d.wg_size,
             )?,
-            q8_wg_size: env_choice(
-                "METALLIC_GEMV_Q8_WG_SIZE",
+            all_rows_wg_size: env_choice(
+                "METALLIC_GEMV_ALL_ROWS_WG_SIZE",
                 &[("64", 64), ("128", 128), ("256", 256)],
-                d.q8_wg_size,
+                d.all_rows_wg_size,
             )?,
             unroll: env_choice(
                 "METALLIC_GEMV_UNROLL",
@@ -131,6 +155,15 @@ impl GemvConfig {
                 "METALLIC_GEMV_Q8_DOT",
                 &[("f32", Q8Dot::F32), ("i8", Q8Dot::I8)],
                 d.q8_dot,
+            )?,
+            f16_tiling: env_choice(
+                "METALLIC_GEMV_F16_TILING",
+                &[
+                    ("auto", DenseTiling::Auto),
+                    ("rows", DenseTiling::Rows),
+                    ("all-rows", DenseTiling::AllRows),
+                ],
+                d.f16_tiling,
             )?,
         })
     }
@@ -143,16 +176,30 @@ impl GemvConfig {
         }
     }
 
-    fn constants(&self, format: WeightFormat, norm: bool) -> [(&'static str, f64); 4] {
-        let wg_size = match format {
-            WeightFormat::Q8_0 => self.q8_wg_size,
-            _ => self.wg_size,
+    /// Whether the GEMV over `w` runs in the all-rows tiling ([`DenseTiling::AllRows`]);
+    /// Q8_0 always does, whatever this says.
+    fn dense_all_rows(&self, w: &GpuMatrix) -> bool {
+        let wanted = match self.f16_tiling {
+            DenseTiling::Rows => false,
+            DenseTiling::AllRows => true,
+            DenseTiling::Auto => w.k >= ALL_ROWS_MIN_K,
+        };
+        w.format == WeightFormat::F16 && wanted && w.k % 8 == 0
+    }
+
+    fn constants(&self, w: &GpuMatrix, norm: bool) -> [(&'static str, f64); 5] {
+        let all_rows = w.format == WeightFormat::Q8_0 || self.dense_all_rows(w);
+        let wg_size = if all_rows {
+            self.all_rows_wg_size
+        } else {
+            self.wg_size
         };
         [
-            ("COLS_PER_TG", self.cols_for(format) as f64),
+            ("COLS_PER_TG", self.cols_for(w.format) as f64),
             ("WG_SIZE", wg_size as f64),
             ("UNROLL", self.unroll as f64),
             ("NORM", norm as u32 as f64),
+            ("DENSE_ALL_ROWS", self.dense_all_rows(w) as u32 as f64),
         ]
     }
 }
@@ -443,7 +490,7 @@ impl Gemv<'_> {
         let pipeline = gpu.pipeline(
             "matmul_gemv",
             &entry,
-            &cfg.constants(w.format, self.norm.is_some()),
+            &cfg.constants(w, self.norm.is_some()),
         )?;
         let rope_buf = self.rope.map(|r| {
             let mut inv_freq = [[0f32; 4]; 32];

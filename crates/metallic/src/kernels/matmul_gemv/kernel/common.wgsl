@@ -15,6 +15,9 @@ override WG_SIZE: u32 = 128u;
 // x is read as rmsnorm(x) * norm_w. A pipeline constant, not a flag, because it changes
 // the inner loop.
 override NORM: bool = false;
+// F16 weights in the all-rows tiling (METALLIC_GEMV_F16_TILING; K a multiple of 8): each
+// subgroup a slice of K for all the workgroup's rows, as Q8_0 always does.
+override DENSE_ALL_ROWS: bool = false;
 
 struct GemvParams {
     k: u32,              // inner dimension (input features)
@@ -219,4 +222,56 @@ fn finish_rows(su: Setup, lid: u32) {
         s += y[yi];
     }
     y[yi] = s;
+}
+
+// The all-rows tiling (Q8_0 always, F16 with DENSE_ALL_ROWS): every subgroup takes all the
+// workgroup's rows over its own slice of K, so each x vector it loads serves every row,
+// and a lane can load its slice of every row before the first dot product.
+
+// Per-row sums of the all-rows tiling, rows 4 j .. 4 j + 3 in v{j}.
+struct RowSums {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
+// The all-rows tiling's per-row sums into row_partials (COLS_PER_TG of the 16); vectors
+// past COLS_PER_TG are never reduced.
+fn store_row_sums(t: Tiling, s: RowSums, lane: u32) {
+    let a = subgroupAdd(s.v0);
+    var b = vec4<f32>(0.0);
+    var c = vec4<f32>(0.0);
+    var d = vec4<f32>(0.0);
+    if (COLS_PER_TG > 4u) {
+        b = subgroupAdd(s.v1);
+    }
+    if (COLS_PER_TG > 8u) {
+        c = subgroupAdd(s.v2);
+        d = subgroupAdd(s.v3);
+    }
+    for (var r = 0u; r < COLS_PER_TG; r++) {
+        var v = a[r % 4u];
+        if (r >= 12u) {
+            v = d[r % 4u];
+        } else if (r >= 8u) {
+            v = c[r % 4u];
+        } else if (r >= 4u) {
+            v = b[r % 4u];
+        }
+        store_partial(t, r, v, lane);
+    }
+}
+
+// All rows in every subgroup, each subgroup a slice of K, when the partials fit.
+fn shared_x_tiling(t: Tiling, sg_id: u32, n_sg: u32) -> Tiling {
+    if (n_sg * COLS_PER_TG > 256u) {
+        return t;
+    }
+    return Tiling(n_sg, 0u, 1u, sg_id);
+}
+
+// Whether every subgroup takes all the workgroup's rows (shared_x_tiling).
+fn all_rows(t: Tiling) -> bool {
+    return t.first_row == 0u && t.row_step == 1u;
 }

@@ -52,11 +52,6 @@ fn q8_dot(q: Q8W, x: X16) -> f32 {
                 + dot(unpack_i8x4(q.w.z), x.v2) + dot(unpack_i8x4(q.w.w), x.v3));
 }
 
-// Whether every subgroup takes all the workgroup's rows (shared_x_tiling).
-fn all_rows(t: Tiling) -> bool {
-    return t.first_row == 0u && t.row_step == 1u;
-}
-
 // Any tiling (the one taken when not all_rows): rows looped over per subgroup, their
 // sums in an array.
 fn partials_q8_0_rows(su: Setup, lane: u32, sg_size: u32) {
@@ -171,49 +166,6 @@ fn partials_q8_0_all_rows(su: Setup, lane: u32, sg_size: u32) {
     }
     store_row_sums(t, s, lane);
     store_sum_squares(t, ss, lane);
-}
-
-// Per-row sums of the all-rows tiling, rows 4 j .. 4 j + 3 in v{j}.
-struct RowSums {
-    v0: vec4<f32>,
-    v1: vec4<f32>,
-    v2: vec4<f32>,
-    v3: vec4<f32>,
-}
-
-// The all-rows tiling's per-row sums into row_partials (COLS_PER_TG of the 16); vectors
-// past COLS_PER_TG are never reduced.
-fn store_row_sums(t: Tiling, s: RowSums, lane: u32) {
-    let a = subgroupAdd(s.v0);
-    var b = vec4<f32>(0.0);
-    var c = vec4<f32>(0.0);
-    var d = vec4<f32>(0.0);
-    if (COLS_PER_TG > 4u) {
-        b = subgroupAdd(s.v1);
-    }
-    if (COLS_PER_TG > 8u) {
-        c = subgroupAdd(s.v2);
-        d = subgroupAdd(s.v3);
-    }
-    for (var r = 0u; r < COLS_PER_TG; r++) {
-        var v = a[r % 4u];
-        if (r >= 12u) {
-            v = d[r % 4u];
-        } else if (r >= 8u) {
-            v = c[r % 4u];
-        } else if (r >= 4u) {
-            v = b[r % 4u];
-        }
-        store_partial(t, r, v, lane);
-    }
-}
-
-// All rows in every subgroup, each subgroup a slice of K, when the partials fit.
-fn shared_x_tiling(t: Tiling, sg_id: u32, n_sg: u32) -> Tiling {
-    if (n_sg * COLS_PER_TG > 256u) {
-        return t;
-    }
-    return Tiling(n_sg, 0u, 1u, sg_id);
 }
 
 @compute @workgroup_size(WG_SIZE)
