@@ -59,14 +59,17 @@ pub enum DenseTiling {
     /// loaded serves every row, and a lane loads all its rows' weights before using them.
     /// Rows of a length that is not a multiple of 8 keep `Rows`.
     AllRows,
-    /// `AllRows` for rows of at least [`ALL_ROWS_MIN_K`] elements, else `Rows`: on the
-    /// H100 the all-rows tiling made 7B F16 decode (K = 3584, 18944) 4% faster and 0.5B
-    /// (K = 896) 1.5% slower.
+    /// `AllRows` for matrices of at least [`ALL_ROWS_MIN`] rows of at least as many
+    /// elements, else `Rows`. On the H100 the all-rows tiling made 7B F16 decode (every
+    /// matrix 3,584 or more each way) 4% faster; at 0.5B it was 1.5% slower for every
+    /// matrix at once (K = 896), and 1.3% slower for the down projection alone (896 rows
+    /// of 4,864: 224 workgroups).
     Auto,
 }
 
-/// The shortest F16 row that [`DenseTiling::Auto`] gives the all-rows tiling.
-pub const ALL_ROWS_MIN_K: u32 = 2048;
+/// The fewest rows, and the shortest row, that [`DenseTiling::Auto`] gives the all-rows
+/// tiling.
+pub const ALL_ROWS_MIN: u32 = 2048;
 
 /// Tuning knobs, passed to WGSL as override constants.
 #[derive(Clone, Copy, Debug)]
@@ -182,7 +185,7 @@ impl GemvConfig {
         let wanted = match self.f16_tiling {
             DenseTiling::Rows => false,
             DenseTiling::AllRows => true,
-            DenseTiling::Auto => w.k >= ALL_ROWS_MIN_K,
+            DenseTiling::Auto => w.k >= ALL_ROWS_MIN && w.rows >= ALL_ROWS_MIN,
         };
         w.format == WeightFormat::F16 && wanted && w.k % 8 == 0
     }
