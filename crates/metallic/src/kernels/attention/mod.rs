@@ -506,3 +506,23 @@ pub fn prefill_with(
         },
     }])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decode kernel loads a tile's V rows for a thread's slot into 8 registers
+    /// before the softmax reductions, so no slot may own more than 8 keys of a tile:
+    /// ceil(KT / n_slots) with KT = 256 / DP and n_slots = 256 / head_dim.
+    #[test]
+    fn decode_slots_take_at_most_eight_keys_of_a_tile() {
+        for head_dim in (4..=MAX_HEAD_DIM).filter(|&h| supports_head_dim(h)) {
+            let keys = decode_tile_keys(head_dim);
+            let slots = 256 / head_dim;
+            assert!(
+                keys.div_ceil(slots) <= 8,
+                "head_dim {head_dim}: {keys} keys over {slots} slots"
+            );
+        }
+    }
+}

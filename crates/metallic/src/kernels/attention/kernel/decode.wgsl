@@ -103,6 +103,27 @@ fn heads_sum(v: Heads, sg_id: u32, n_sg: u32, lane: u32) -> Heads {
     return r;
 }
 
+// V at key j of the tile whose row for this thread's dim starts at vrow; zero past the
+// thread's `count` keys.
+fn v_at(vrow: u32, j: u32, count: u32) -> f32 {
+    if (j < count) {
+        return v_cache[vrow + j * HEAD_DIM];
+    }
+    return 0.0;
+}
+
+// The probabilities of tile key j for the 8 heads; zero past the tile's `count` keys.
+fn p_at(j: u32, count: u32) -> Heads {
+    if (j < count) {
+        return Heads(probs[2u * j], probs[2u * j + 1u]);
+    }
+    return Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+}
+
+fn add_pv(acc: Heads, pr: Heads, v: f32) -> Heads {
+    return Heads(acc.a + pr.a * v, acc.b + pr.b * v);
+}
+
 // Workgroup (chunk, kv head x head block): softmax statistics and the unnormalised
 // V sum of its chunk, for each of its query heads.
 @compute @workgroup_size(DEC_WG)
@@ -173,6 +194,20 @@ fn decode_partial(
                     + q_sh[2u * (d + 2u * DP) + 1u] * k2 + q_sh[2u * (d + 3u * DP) + 1u] * k3;
             }
         }
+        // The tile's V rows for this thread's slot, loaded now: they do not depend on
+        // the scores, so their latency overlaps the softmax reductions' barriers instead
+        // of following them. A slot takes at most HEAD_DIM / DP <= 8 keys of a tile.
+        // Threads past the last whole slot (DEC_WG need not be a multiple of HEAD_DIM)
+        // take no keys.
+        let count = select(0u, min(KT, end - t0), slot < n_slots);
+        let vrow = v_base + t0 * HEAD_DIM + vd;
+        let v_lo = vec4<f32>(v_at(vrow, slot, count), v_at(vrow, slot + n_slots, count),
+                             v_at(vrow, slot + 2u * n_slots, count),
+                             v_at(vrow, slot + 3u * n_slots, count));
+        let v_hi = vec4<f32>(v_at(vrow, slot + 4u * n_slots, count),
+                             v_at(vrow, slot + 5u * n_slots, count),
+                             v_at(vrow, slot + 6u * n_slots, count),
+                             v_at(vrow, slot + 7u * n_slots, count));
         parts[2u * lid] = sa;
         parts[2u * lid + 1u] = sb;
         workgroupBarrier();
@@ -203,32 +238,18 @@ fn decode_partial(
         m_run = m_new;
 
         acc = Heads(acc.a * corr.a, acc.b * corr.b);
-        if (slot < n_slots) {
-            let count = min(KT, end - t0);
-            let vb = v_base + t0 * HEAD_DIM + vd;
-            // Four keys per step: four loads in flight, two accumulator chains.
-            var acc2 = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
-            var j = slot;
-            for (; j + 3u * n_slots < count; j += 4u * n_slots) {
-                let j1 = j + n_slots;
-                let j2 = j + 2u * n_slots;
-                let j3 = j + 3u * n_slots;
-                let v0 = v_cache[vb + j * HEAD_DIM];
-                let v1 = v_cache[vb + j1 * HEAD_DIM];
-                let v2 = v_cache[vb + j2 * HEAD_DIM];
-                let v3 = v_cache[vb + j3 * HEAD_DIM];
-                acc.a += probs[2u * j] * v0 + probs[2u * j1] * v1;
-                acc.b += probs[2u * j + 1u] * v0 + probs[2u * j1 + 1u] * v1;
-                acc2.a += probs[2u * j2] * v2 + probs[2u * j3] * v3;
-                acc2.b += probs[2u * j2 + 1u] * v2 + probs[2u * j3 + 1u] * v3;
-            }
-            for (; j < count; j += n_slots) {
-                let v0 = v_cache[vb + j * HEAD_DIM];
-                acc.a += probs[2u * j] * v0;
-                acc.b += probs[2u * j + 1u] * v0;
-            }
-            acc = Heads(acc.a + acc2.a, acc.b + acc2.b);
-        }
+        // Two accumulator chains; keys past the tile's count add a zero V times a probability
+        // read as zero.
+        var acc2 = Heads(vec4<f32>(0.0), vec4<f32>(0.0));
+        acc = add_pv(acc, p_at(slot, count), v_lo.x);
+        acc2 = add_pv(acc2, p_at(slot + n_slots, count), v_lo.y);
+        acc = add_pv(acc, p_at(slot + 2u * n_slots, count), v_lo.z);
+        acc2 = add_pv(acc2, p_at(slot + 3u * n_slots, count), v_lo.w);
+        acc = add_pv(acc, p_at(slot + 4u * n_slots, count), v_hi.x);
+        acc2 = add_pv(acc2, p_at(slot + 5u * n_slots, count), v_hi.y);
+        acc = add_pv(acc, p_at(slot + 6u * n_slots, count), v_hi.z);
+        acc2 = add_pv(acc2, p_at(slot + 7u * n_slots, count), v_hi.w);
+        acc = Heads(acc.a + acc2.a, acc.b + acc2.b);
         // The next tile writes `parts` before a barrier and `probs` after two: both
         // reads above finish first.
     }
