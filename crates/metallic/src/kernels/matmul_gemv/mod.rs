@@ -187,7 +187,7 @@ impl GemvConfig {
             DenseTiling::AllRows => true,
             DenseTiling::Auto => w.k >= ALL_ROWS_MIN && w.rows >= ALL_ROWS_MIN,
         };
-        w.format == WeightFormat::F16 && wanted && w.k % 8 == 0
+        w.format == WeightFormat::F16 && wanted && w.k.is_multiple_of(8)
     }
 
     fn constants(&self, w: &GpuMatrix, norm: bool) -> [(&'static str, f64); 5] {
