@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Each (shape, weight type, M) runs every path the adapter has: `gemv` (the baseline),
-//! `portable` and, where cooperative matrices are supported, `coop`. Each path first runs
+//! `portable` and, where cooperative matrices are supported, `coop`. The coop path takes
+//! f16 activations, as the prefill plan gives it: x in f16, and the SwiGLU output in f16.
+//! Each path first runs
 //! once into a zeroed output, which is compared with the GEMV's (`max|Δ|/max|ref|`, a
 //! sanity check: the coop path stages x and W in f16); then it is warmed up and timed
 //! `REPS` times, one timed pass per dispatch, and the median is reported. Weights are
@@ -133,6 +135,13 @@ fn read_f32(gpu: &Gpu, act: &Activation, rows: u32) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(&bytes)
 }
 
+/// The f16 output's rows, widened to f32 in the f32 output's layout (same stride).
+fn read_f16(gpu: &Gpu, act: &Activation, rows: u32) -> Vec<f32> {
+    let bytes = read_buffer(gpu, &act.buf, 0, rows as u64 * act.stride as u64 * 2).expect("read");
+    let halves: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes);
+    halves.iter().map(|h| h.to_f32()).collect()
+}
+
 fn rel_diff(got: &[f32], want: &[f32]) -> f64 {
     let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
     let worst = got
@@ -241,21 +250,40 @@ fn main() {
                     }
                     .expect("gemv"),
                 );
-                let mut runs: Vec<(&str, Plan)> = vec![("gemv", gemv_plan)];
+                // The coop paths take the prefill plan's f16 activations: x in f16, and
+                // the SwiGLU output in f16 (the residual and bias outputs stay f32).
+                let x16 = Activation::new_f16(&gpu, "x16", m, k).expect("x16");
+                let halves: Vec<half::f16> = xs.iter().map(|&v| half::f16::from_f32(v)).collect();
+                gpu.queue.write_buffer(
+                    &x16.buf,
+                    0,
+                    bytemuck::cast_slice(&halves[..(m * x16.stride) as usize]),
+                );
+                let y16 = Activation::new_f16(&gpu, "y16", m, out_cols).expect("y16");
+                let mut runs: Vec<(&str, Plan, bool)> = vec![("gemv", gemv_plan, false)];
                 for (label, cfg) in &paths {
                     if !timed.contains(label) {
                         continue;
                     }
+                    let coop = cfg.path == matmul_gemm::GemmPath::Coop;
+                    let xa = if coop { &x16 } else { &x };
+                    let half_out = coop && op == Op::Swiglu;
                     let ds = match op {
-                        Op::Swiglu => {
-                            matmul_gemm::linear_swiglu(&gpu, cfg, &state, &w, &x, &y, &dummy)
-                        }
+                        Op::Swiglu => matmul_gemm::linear_swiglu(
+                            &gpu,
+                            cfg,
+                            &state,
+                            &w,
+                            xa,
+                            if half_out { &y16 } else { &y },
+                            &dummy,
+                        ),
                         _ => matmul_gemm::linear(
                             &gpu,
                             cfg,
                             &state,
                             &w,
-                            &x,
+                            xa,
                             (&y, 0),
                             (op == Op::Bias).then_some(&bias),
                             op == Op::Residual,
@@ -263,12 +291,18 @@ fn main() {
                         ),
                     }
                     .expect("gemm");
-                    runs.push((label, plan_of(ds)));
+                    runs.push((label, plan_of(ds), half_out));
                 }
-                for (label, plan) in &runs {
+                for (label, plan, half_out) in &runs {
                     gpu.queue.write_buffer(&y.buf, 0, &zeros);
+                    gpu.queue
+                        .write_buffer(&y16.buf, 0, &zeros[..y16.buf.size() as usize]);
                     run_once(&gpu, plan, m);
-                    let out = read_f32(&gpu, &y, m);
+                    let out = if *half_out {
+                        read_f16(&gpu, &y16, m)
+                    } else {
+                        read_f32(&gpu, &y, m)
+                    };
                     if !timed.contains(label) {
                         reference = Some((out, f64::NAN));
                         continue;
