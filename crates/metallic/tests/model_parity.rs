@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use metallic::gguf::{GgmlType, GgufFile};
 use metallic::gpu::{Gpu, GpuOptions};
+use metallic::kernels::matmul_gemm::{GemmConfig, GemmPath};
 use metallic::reference::Reference;
 use metallic::synthetic::{qwen2_gguf, SyntheticSpec};
 use metallic::{Engine, EngineOptions, ModelConfig};
@@ -176,7 +177,14 @@ fn one_row_prompt_chunks_take_the_decode_plan() {
 fn decode_steps_match_one_prefill_chunk() {
     // The same 40 tokens as one prefill chunk (unfused prefill plan) and as a 5-token
     // prefill followed by 35 one-token steps (fused decode plan): the last logits agree to
-    // f32 rounding, and both match the reference.
+    // f32 rounding, and both match the reference. Where the prefill GEMMs run on f16
+    // cooperative matrices they round x to f16 (2^-11 relative, as llama.cpp's tensor-core
+    // GEMMs do), so the plans then agree to 2e-3 (the H100 measured 2.8e-4).
+    let coop = GemmConfig::from_env(&gpu(None))
+        .expect("METALLIC_GEMM")
+        .path
+        == GemmPath::Coop;
+    let tol = if coop { 2e-3 } else { 1e-4 };
     for spec in [
         SyntheticSpec::default(),
         SyntheticSpec {
@@ -200,7 +208,10 @@ fn decode_steps_match_one_prefill_chunk() {
         }
         let reference = Reference::load(&file).unwrap().forward(&tokens);
         let err = rel_err(&decode, &prefill);
-        assert!(err < 1e-4, "{spec:?}: decode vs prefill plan: {err}");
+        assert!(
+            err < tol,
+            "{spec:?}: decode vs prefill plan: {err} (tolerance {tol})"
+        );
         let err = rel_err(&decode, &reference);
         assert!(err < 2e-3, "{spec:?}: decode vs reference: {err}");
     }
