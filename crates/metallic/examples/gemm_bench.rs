@@ -6,6 +6,7 @@
 //! target/release/examples/gemm_bench            # all shapes, M = 512 and 2048
 //! METALLIC_BENCH_SHAPES=0.5b METALLIC_BENCH_M=512 METALLIC_BENCH_REPS=20 gemm_bench
 //! METALLIC_BENCH_PATHS=coop METALLIC_BENCH_TYPES=f16 gemm_bench   # time only these
+//! METALLIC_GEMM_COOP_SPLIT_K=1 gemm_bench                        # coop without split-K
 //! ```
 //!
 //! Each (shape, weight type, M) runs every path the adapter has: `gemv` (the baseline),
@@ -181,9 +182,15 @@ fn main() {
         matmul_gemm::GemmConfig::new(&gpu, matmul_gemm::GemmPath::Portable).unwrap(),
     )];
     if gpu.coop_matrix_f16 {
+        // METALLIC_GEMM_COOP_SPLIT_K applies (auto by default), as in the engine.
+        let split_k = matmul_gemm::GemmConfig::from_env(&gpu)
+            .expect("METALLIC_GEMM / METALLIC_GEMM_COOP_SPLIT_K")
+            .split_k;
         paths.push((
             "coop",
-            matmul_gemm::GemmConfig::new(&gpu, matmul_gemm::GemmPath::Coop).unwrap(),
+            matmul_gemm::GemmConfig::new(&gpu, matmul_gemm::GemmPath::Coop)
+                .unwrap()
+                .with_split_k(split_k),
         ));
     }
     println!("adapter: {}", gpu.describe());

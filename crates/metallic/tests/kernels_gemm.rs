@@ -108,7 +108,22 @@ fn check(gpu: &Gpu, cfg: &GemmConfig, c: Case, rng: &mut Rng) -> usize {
         &dummy,
     )
     .unwrap();
-    assert_eq!(ds.len(), w.chunks.len(), "{what}: one dispatch per chunk");
+    let reduces = ds
+        .iter()
+        .filter(|d| d.label.starts_with("gemm_splitk_reduce"))
+        .count();
+    assert_eq!(
+        ds.len() - reduces,
+        w.chunks.len(),
+        "{what}: one GEMM dispatch per chunk"
+    );
+    if cfg.split_k.is_some_and(|s| s > 1) {
+        assert_eq!(
+            reduces,
+            w.chunks.len(),
+            "{what}: one reduce pass per split chunk"
+        );
+    }
     run(gpu, ds, c.rows);
     let got = read_f32(gpu, &y.buf);
 
@@ -503,6 +518,97 @@ fn gemm_coop_f16_activations() {
             }
         }
     }
+}
+
+#[test]
+fn gemm_coop_split_k() {
+    // Split-K on the coop path: each of 2 or 4 workgroups per output tile takes a range of
+    // whole K stages, writes raw sums to the shared scratch, and a reduce pass adds them
+    // with the bias / residual epilogue. K with a tail, K shorter than the ranges (a range
+    // past K adds zeros), F16 and Q8_0, split matrices, and two GEMMs of different sizes
+    // sharing the scratch in one plan.
+    let gpu = gpu(None);
+    if !gpu.coop_matrix_f16 {
+        eprintln!(
+            "note: no cooperative matrices on '{}': skipped",
+            gpu.info.name
+        );
+        return;
+    }
+    let mut rng = Rng::new(30);
+    for split in [2, 4] {
+        let cfg = GemmConfig::new(&gpu, GemmPath::Coop)
+            .unwrap()
+            .with_split_k(Some(split));
+        for (ty, k, n) in [
+            (GgmlType::F16, 4870u32, 130),
+            (GgmlType::F16, 100, 37),
+            (GgmlType::Q8_0, 1024, 200),
+            (GgmlType::F32, 640, 70),
+        ] {
+            for (rows, (bias, accumulate)) in [1u32, 17, 100].into_iter().zip(FLAGS) {
+                for f16_x in [false, true] {
+                    if f16_x && !k.is_multiple_of(8) {
+                        continue;
+                    }
+                    let c = Case {
+                        ty,
+                        n,
+                        k,
+                        rows,
+                        col: 5,
+                        bias,
+                        accumulate,
+                        f16_x,
+                    };
+                    check(&gpu, &cfg, c, &mut rng);
+                }
+            }
+        }
+    }
+    // Split matrices (several binding chunks, each with its own reduce pass).
+    let small = common::gpu(Some(128 << 10));
+    let cfg = GemmConfig::new(&small, GemmPath::Coop)
+        .unwrap()
+        .with_split_k(Some(2));
+    for (ty, k) in [(GgmlType::F16, 600), (GgmlType::Q8_0, 608)] {
+        let c = Case {
+            ty,
+            n: 600,
+            k,
+            rows: 17,
+            col: 3,
+            bias: true,
+            accumulate: true,
+            f16_x: false,
+        };
+        assert!(check(&small, &cfg, c, &mut rng) >= 3);
+    }
+    // SwiGLU never splits; asking for it is an error.
+    let dummy = storage_buffer(&gpu, "dummy", 16);
+    let (w, _, _) = gate_up_matrix(&gpu, &mut rng, GgmlType::F16, 64, 64);
+    let x = Activation::new(&gpu, "x", 4, 64).unwrap();
+    let act = Activation::new(&gpu, "act", 4, 64).unwrap();
+    let state = state_buffer(&gpu, 0, 4, 0);
+    let cfg = GemmConfig::new(&gpu, GemmPath::Coop)
+        .unwrap()
+        .with_split_k(Some(2));
+    assert!(linear_swiglu(&gpu, &cfg, &state, &w, &x, &act, &dummy).is_err());
+}
+
+#[test]
+fn split_k_choice() {
+    use metallic::kernels::matmul_gemm::{split_k_for, FLAG_ACCUMULATE, FLAG_SWIGLU};
+    // At M = 512: 0.5B down (112 tiles of 64 x 64, K = 4864) and 7B down and o (112 of
+    // 128 x 128, K = 18944 / 3584) split in two; 0.5B o (K = 896) and 7B qkv (144 tiles)
+    // do not; SwiGLU never does.
+    assert_eq!(split_k_for(112, 4864, FLAG_ACCUMULATE), 2);
+    assert_eq!(split_k_for(112, 18944, FLAG_ACCUMULATE), 2);
+    assert_eq!(split_k_for(112, 3584, FLAG_ACCUMULATE), 2);
+    assert_eq!(split_k_for(112, 896, FLAG_ACCUMULATE), 1);
+    assert_eq!(split_k_for(144, 3584, 0), 1);
+    assert_eq!(split_k_for(28, 18944, FLAG_ACCUMULATE), 4);
+    assert_eq!(split_k_for(28, 37888, FLAG_SWIGLU), 1);
 }
 
 #[test]

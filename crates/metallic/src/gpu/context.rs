@@ -26,6 +26,7 @@ pub struct Gpu {
     pub coop_matrix_f16: bool,
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -115,6 +116,7 @@ impl Gpu {
             coop_matrix_f16,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
+            scratch: Mutex::default(),
         })
     }
 
@@ -211,6 +213,23 @@ impl Gpu {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         })
+    }
+
+    /// A storage buffer of at least `bytes` that kernels may use for intermediates they
+    /// write and read back within one pair of dispatches (the split-K GEMM's partial
+    /// sums). One buffer serves every caller: dispatches run in order, and wgpu puts a
+    /// barrier between each write and the reads that follow. A larger request replaces
+    /// it for later callers (bind groups keep the older one alive).
+    pub fn shared_scratch(&self, bytes: u64) -> wgpu::Buffer {
+        let mut slot = self.scratch.lock().unwrap();
+        match &*slot {
+            Some(b) if b.size() >= bytes => b.clone(),
+            _ => {
+                let b = crate::gpu::storage_buffer(self, "shared_scratch", bytes);
+                *slot = Some(b.clone());
+                b
+            }
+        }
     }
 
     /// Blocks until all submitted work has finished.

@@ -10,6 +10,8 @@ pub enum Grid {
     /// `x` workgroups for each tile of `tile_rows` batch rows (grid y = rows / tile_rows,
     /// rounded up): kernels that share weight or key tiles across batch rows.
     RowTiles { x: u32, tile_rows: u32 },
+    /// [`Grid::RowTiles`] repeated `z` times along grid z (split-K GEMMs: one K range each).
+    RowTilesSplit { x: u32, tile_rows: u32, z: u32 },
 }
 
 impl Grid {
@@ -24,6 +26,7 @@ impl Grid {
             }
             Grid::PerRow(x) => [x, rows, 1],
             Grid::RowTiles { x, tile_rows } => [x, rows.div_ceil(tile_rows), 1],
+            Grid::RowTilesSplit { x, tile_rows, z } => [x, rows.div_ceil(tile_rows), z],
         }
     }
 }

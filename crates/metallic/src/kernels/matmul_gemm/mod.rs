@@ -54,6 +54,8 @@ pub enum GemmPath {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmConfig {
     pub path: GemmPath,
+    /// Split-K ranges on the coop path: None picks per matrix ([`split_k_for`]).
+    pub split_k: Option<u32>,
 }
 
 impl GemmConfig {
@@ -64,7 +66,10 @@ impl GemmConfig {
         } else {
             GemmPath::Portable
         };
-        Self { path }
+        Self {
+            path,
+            split_k: None,
+        }
     }
 
     /// A forced path; `Coop` on an adapter without 16x16 f16 cooperative matrices is an
@@ -77,22 +82,48 @@ impl GemmConfig {
                 gpu.info.name
             )));
         }
-        Ok(Self { path })
+        Ok(Self {
+            path,
+            split_k: None,
+        })
     }
 
-    /// `METALLIC_GEMM=auto|portable|coop` (default auto).
+    /// The same path with `split` K ranges on the coop path (1, 2 or 4; None: per matrix).
+    pub fn with_split_k(self, split_k: Option<u32>) -> Self {
+        Self { split_k, ..self }
+    }
+
+    /// `METALLIC_GEMM=auto|portable|coop` (default auto) and
+    /// `METALLIC_GEMM_COOP_SPLIT_K=auto|1|2|4` (default auto: [`split_k_for`]).
     pub fn from_env(gpu: &Gpu) -> Result<Self> {
-        match std::env::var("METALLIC_GEMM") {
-            Err(_) => Ok(Self::auto(gpu)),
+        let cfg = match std::env::var("METALLIC_GEMM") {
+            Err(_) => Self::auto(gpu),
             Ok(v) => match v.trim() {
-                "" | "auto" => Ok(Self::auto(gpu)),
-                "portable" => Self::new(gpu, GemmPath::Portable),
-                "coop" => Self::new(gpu, GemmPath::Coop),
-                _ => Err(Error::Invalid(format!(
-                    "METALLIC_GEMM must be auto, portable or coop, got '{v}'"
-                ))),
+                "" | "auto" => Self::auto(gpu),
+                "portable" => Self::new(gpu, GemmPath::Portable)?,
+                "coop" => Self::new(gpu, GemmPath::Coop)?,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "METALLIC_GEMM must be auto, portable or coop, got '{v}'"
+                    )))
+                }
             },
-        }
+        };
+        let split_k = match std::env::var("METALLIC_GEMM_COOP_SPLIT_K") {
+            Err(_) => None,
+            Ok(v) => match v.trim() {
+                "" | "auto" => None,
+                "1" => Some(1),
+                "2" => Some(2),
+                "4" => Some(4),
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "METALLIC_GEMM_COOP_SPLIT_K must be auto, 1, 2 or 4, got '{v}'"
+                    )))
+                }
+            },
+        };
+        Ok(cfg.with_split_k(split_k))
     }
 
     /// (batch rows, outputs) per workgroup of the largest tile (the coop path picks a
@@ -203,6 +234,28 @@ fn coop_tile_from_env() -> Result<Option<CoopTile>> {
     }
 }
 
+/// Workgroups that split-K aims for: about two per SM of a large GPU (an H100 has 132),
+/// as many as run at once with the 128 x 128 tile.
+pub const SPLIT_K_TARGET_WORKGROUPS: u32 = 264;
+
+/// Split-K ranges for a coop GEMM with `tiles` output tiles and inner dimension `k`: the
+/// largest of 1, 2 and 4 that keeps the workgroups within [`SPLIT_K_TARGET_WORKGROUPS`]
+/// and at least 16 stages of 64 per range. Not for the SwiGLU epilogue (its pairs would
+/// need both sums). At M = 512 this splits the down projections (0.5B: 112 tiles of
+/// 64 x 64 walking 76 stages; 7B: 112 of 128 x 128 walking 296) and 7B's o in two.
+pub fn split_k_for(tiles: u32, k: u32, flags: u32) -> u32 {
+    if flags & FLAG_SWIGLU != 0 {
+        return 1;
+    }
+    let stages = k.div_ceil(64);
+    let mut split = 1;
+    while split < 4 && tiles * split * 2 <= SPLIT_K_TARGET_WORKGROUPS && stages / (split * 2) >= 16
+    {
+        split *= 2;
+    }
+    split
+}
+
 #[allow(clippy::too_many_arguments)]
 fn dispatches(
     gpu: &Gpu,
@@ -223,17 +276,37 @@ fn dispatches(
     let (family, entry) = cfg.pipeline_name(w.format);
     let forced = coop_tile_from_env()?;
     let rw_dummy = storage_buffer(gpu, "gemm.rw_dummy", 16);
+    let part_dummy = storage_buffer(gpu, "gemm.part_dummy", 16);
+    if let Some(split) = cfg.split_k {
+        if ![1, 2, 4].contains(&split) || (split > 1 && flags == FLAG_SWIGLU) {
+            return Err(Error::Invalid(format!(
+                "GEMM '{}': split-K of {split} (1, 2 or 4, and 1 with SwiGLU)",
+                w.name
+            )));
+        }
+    }
     let mut out = Vec::with_capacity(w.chunks.len());
     for chunk in &w.chunks {
-        let (pipeline, (tile_rows, tile_n)) = match cfg.path {
-            GemmPath::Portable => (gpu.pipeline(family, &entry, &[])?, cfg.tile()),
+        let mut split = 1;
+        let (pipeline, (tile_rows, tile_n), constants) = match cfg.path {
+            GemmPath::Portable => (gpu.pipeline(family, &entry, &[])?, cfg.tile(), Vec::new()),
             GemmPath::Coop => {
                 let limit = gpu.limits.max_compute_workgroup_storage_size;
                 let tile = forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows, limit));
+                let (cm, cn) = tile.shape();
+                let tiles = x.rows.div_ceil(cm) * chunk.rows.div_ceil(cn);
+                split = cfg
+                    .split_k
+                    .unwrap_or_else(|| split_k_for(tiles, w.k, flags));
                 let mut constants = tile.constants().to_vec();
                 constants.push(("X_F16", x.half as u32 as f64));
                 constants.push(("Y_F16", y.half as u32 as f64));
-                (gpu.pipeline(family, &entry, &constants)?, tile.shape())
+                constants.push(("SPLIT_K", split as f64));
+                (
+                    gpu.pipeline(family, &entry, &constants)?,
+                    tile.shape(),
+                    constants,
+                )
             }
         };
         let params = GemmParams {
@@ -271,19 +344,51 @@ fn dispatches(
             (5, chunk.data.as_entire_binding()),
             (6, scales.as_entire_binding()),
         ];
+        // Split-K's partial sums, (split, rows, n) f32, in the scratch every GEMM shares.
+        let part = match split {
+            1 => part_dummy.clone(),
+            _ => gpu.shared_scratch(split as u64 * x.rows as u64 * chunk.rows as u64 * 4),
+        };
         if cfg.path == GemmPath::Coop {
             entries.push((7, x16.as_entire_binding()));
             entries.push((8, y16.as_entire_binding()));
+            entries.push((9, part.as_entire_binding()));
         }
+        let label = format!("gemm_{}:{}", w.format.name(), short_name(&w.name));
+        let x_tiles = chunk.rows.div_ceil(tile_n);
         out.push(Dispatch {
-            label: format!("gemm_{}:{}", w.format.name(), short_name(&w.name)),
+            label: label.clone(),
             bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
             pipeline: pipeline.clone(),
-            grid: Grid::RowTiles {
-                x: chunk.rows.div_ceil(tile_n),
-                tile_rows,
+            grid: match split {
+                1 => Grid::RowTiles {
+                    x: x_tiles,
+                    tile_rows,
+                },
+                z => Grid::RowTilesSplit {
+                    x: x_tiles,
+                    tile_rows,
+                    z,
+                },
             },
         });
+        if split > 1 {
+            // The reduce pass: sums the ranges and applies the bias / residual epilogue.
+            let reduce = gpu.pipeline(family, "gemm_splitk_reduce", &constants)?;
+            let entries = [
+                (0, ubuf.as_entire_binding()),
+                (1, state.as_entire_binding()),
+                (3, y32.as_entire_binding()),
+                (4, bias.as_entire_binding()),
+                (9, part.as_entire_binding()),
+            ];
+            out.push(Dispatch {
+                label: format!("gemm_splitk_reduce:{}", short_name(&w.name)),
+                bind_group: gpu.bind_group(&w.name, &reduce, &entries),
+                pipeline: reduce,
+                grid: Grid::PerRow(chunk.rows.div_ceil(256)),
+            });
+        }
     }
     Ok(out)
 }

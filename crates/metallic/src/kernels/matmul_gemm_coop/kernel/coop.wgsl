@@ -45,14 +45,22 @@ override NQV: u32 = CN * UPR / C_THREADS;
 // thirds of them in f32) and skips the conversion.
 override X_F16: bool = false;
 override Y_F16: bool = false;
+// Split-K: grid z cuts K into SPLIT_K ranges of whole stages; each workgroup writes its raw
+// sums to `part` and `gemm_splitk_reduce` adds them and applies the epilogue. For matrices
+// with few output tiles and deep K (0.5B and 7B down: 112 workgroups at M = 512, walking
+// 76 and 296 stages), so more workgroups share the walk.
+override SPLIT_K: u32 = 1u;
 
 @group(0) @binding(5) var<storage, read> weights: array<vec4<u32>>;  // (n, row_words / 4)
 @group(0) @binding(7) var<storage, read> x16: array<vec4<u32>>;      // X_F16: (rows, x_stride halves)
 @group(0) @binding(8) var<storage, read_write> y16: array<f16>;      // Y_F16: (rows, y_stride)
+// SPLIT_K > 1: (SPLIT_K, rows, n) raw sums, one K range each (a stand-in otherwise).
+@group(0) @binding(9) var<storage, read_write> part: array<f32>;
 
 var<workgroup> xs: array<vec4<f16>, CM * LDSV>;  // (CM, LDSV): x[m0 + r, k0 + 4 j..]
 var<workgroup> ws: array<vec4<f16>, CN * LDSV>;  // (CN, LDSV): W[n0 + r, k0 + 4 j..]
 var<workgroup> cs: array<f32, WARPS * 256u>;  // (WARPS, 16, 16): one accumulator per slot on its way out
+var<private> split_index: u32;  // this workgroup's K range (grid z)
 
 // One stage's global loads, held in registers between `fetch` and `stash`. Loops over
 // these are written out with literal indices: naga's loop guards could keep a driver from
@@ -299,6 +307,18 @@ fn drain(owner: bool, slot: u32, mb: u32, nb: u32, rows: u32, lane: u32, sg_size
         return;
     }
     let base = slot * 256u;
+    if (SPLIT_K > 1u) {
+        // Raw sums of this workgroup's K range; the reduce pass applies the epilogue.
+        let kz = split_index;
+        for (var e = lane; e < 256u; e += sg_size) {
+            let r = e / 16u;
+            let c = e % 16u;
+            if (mb + r < rows && nb + c < p.n) {
+                part[(kz * rows + mb + r) * p.n + nb + c] = cs[base + e];
+            }
+        }
+        return;
+    }
     if ((p.flags & FLAG_SWIGLU) != 0u) {
         for (var e = lane; e < 128u; e += sg_size) {
             let r = e / 8u;
@@ -358,6 +378,12 @@ fn gemm_coop(
     if (o.x >= rows) {
         return;  // the whole workgroup: the grid may cover more rows than this batch
     }
+    // K range: SPLIT_K ranges of whole stages (a range past K stays zero and is still
+    // written, since the reduce pass adds every range).
+    split_index = wg.z;
+    let k_len = ((p.k + SPLIT_K - 1u) / SPLIT_K + CK - 1u) / CK * CK;
+    let k_begin = wg.z * k_len;
+    let k_end = min(p.k, k_begin + k_len);
     let sweeps = (WARPS + n_sg - 1u) / n_sg;
     for (var sweep = 0u; sweep < sweeps; sweep++) {
         let slot = sweep * n_sg + sg_id;
@@ -375,12 +401,12 @@ fn gemm_coop(
         var c13 = coop_mat16x16<f32, C>();
         var st: Stage;
         if (PREFETCH_X) {
-            fetch_xs(o, 0u, lid, rows, &st);
+            fetch_xs(o, k_begin, lid, rows, &st);
         }
         if (PREFETCH_W) {
-            fetch_ws(fmt, o, 0u, lid, &st);
+            fetch_ws(fmt, o, k_begin, lid, &st);
         }
-        for (var k0 = 0u; k0 < p.k; k0 += CK) {
+        for (var k0 = k_begin; k0 < k_end; k0 += CK) {
             workgroupBarrier();  // the previous stage's multiplies are done with xs, ws
             if (!PREFETCH_X) {
                 fetch_xs(o, k0, lid, rows, &st);
@@ -390,7 +416,7 @@ fn gemm_coop(
             }
             stash(fmt, o, k0, lid, &st);
             workgroupBarrier();
-            let next = k0 + CK < p.k;
+            let next = k0 + CK < k_end;
             if (PREFETCH_X && next) {
                 fetch_xs(o, k0 + CK, lid, rows, &st);
             }
@@ -536,4 +562,25 @@ fn gemm_coop_q8_0(
     @builtin(subgroup_size) sg_size: u32,
 ) {
     gemm_coop(FMT_Q8_0, wg, nwg, lid, sg_id, n_sg, lane, sg_size);
+}
+
+// Split-K's second pass: y[m, col + n] = sum of the SPLIT_K ranges' raw sums, with the
+// bias / residual epilogue (split-K GEMMs never take the SwiGLU one). Workgroup (x, m):
+// outputs 256 x.. of batch row m.
+@compute @workgroup_size(256)
+fn gemm_splitk_reduce(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let rows = state.n_rows;
+    let m = wg.y;
+    let n = wg.x * 256u + lid;
+    if (m >= rows || n >= p.n) {
+        return;
+    }
+    var s = 0.0;
+    for (var kz = 0u; kz < SPLIT_K; kz++) {
+        s += part[(kz * rows + m) * p.n + n];
+    }
+    store_out(m, n, s);
 }
