@@ -584,6 +584,37 @@ fn gemm_coop_split_k() {
         };
         assert!(check(&small, &cfg, c, &mut rng) >= 3);
     }
+    // Partial sums that would not fit one binding: a forced split is an error (4 ranges x
+    // 100 rows x ~100 outputs x 4 bytes > 128 KiB), and auto never splits there.
+    let x = Activation::new_f16(&small, "x", 100, 600).unwrap();
+    let (w, _) = matrix(
+        &small,
+        GgmlType::F16,
+        600,
+        600,
+        &rand_vec(&mut rng, 600 * 600, 1.0),
+    );
+    let dummy_small = storage_buffer(&small, "dummy", 16);
+    let state_small = state_buffer(&small, 0, 1, 0);
+    let forced = GemmConfig::new(&small, GemmPath::Coop)
+        .unwrap()
+        .with_split_k(Some(4));
+    let y_wide = Activation::new(&small, "y", 2, 600).unwrap();
+    let err = linear(
+        &small,
+        &forced,
+        &state_small,
+        &w,
+        &x,
+        (&y_wide, 0),
+        None,
+        false,
+        &dummy_small,
+    )
+    .err()
+    .expect("a split-K scratch over the binding limit")
+    .to_string();
+    assert!(err.contains("storage binding limit"), "{err}");
     // SwiGLU never splits; asking for it is an error.
     let dummy = storage_buffer(&gpu, "dummy", 16);
     let (w, _, _) = gate_up_matrix(&gpu, &mut rng, GgmlType::F16, 64, 64);

@@ -298,6 +298,18 @@ fn dispatches(
                 split = cfg
                     .split_k
                     .unwrap_or_else(|| split_k_for(tiles, w.k, flags));
+                // The partial sums must fit one binding: otherwise auto does not split,
+                // and a forced split is an error.
+                let part_bytes = split as u64 * x.rows as u64 * chunk.rows as u64 * 4;
+                if split > 1 && part_bytes > gpu.max_binding_bytes {
+                    if cfg.split_k.is_some() {
+                        return Err(Error::Invalid(format!(
+                            "GEMM '{}': split-K's {part_bytes} bytes of partial sums exceed the storage binding limit; lower --batch-size or METALLIC_GEMM_COOP_SPLIT_K",
+                            w.name
+                        )));
+                    }
+                    split = 1;
+                }
                 let mut constants = tile.constants().to_vec();
                 constants.push(("X_F16", x.half as u32 as f64));
                 constants.push(("Y_F16", y.half as u32 as f64));
