@@ -15,6 +15,18 @@ use metallic::kernels::matmul_gemm::{linear, linear_swiglu, GemmConfig, GemmPath
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
 
+/// The coop path, or None (with a note) on an adapter without cooperative matrices.
+fn coop_config(gpu: &Gpu) -> Option<GemmConfig> {
+    if !gpu.coop_matrix_f16 {
+        eprintln!(
+            "note: no cooperative matrices on '{}': skipped",
+            gpu.info.name
+        );
+        return None;
+    }
+    Some(GemmConfig::new(gpu, GemmPath::Coop).unwrap())
+}
+
 /// The paths to check on this adapter.
 fn paths(gpu: &Gpu) -> Vec<GemmConfig> {
     let mut out = vec![GemmConfig::new(gpu, GemmPath::Portable).unwrap()];
@@ -445,14 +457,9 @@ fn gemm_coop_f16_activations() {
     // to f16 in staging anyway, so the reference uses the f16-rounded x and the bounds of
     // check_close; the f16 SwiGLU output adds one rounding (2^-11 of the value).
     let gpu = gpu(None);
-    if !gpu.coop_matrix_f16 {
-        eprintln!(
-            "note: no cooperative matrices on '{}': skipped",
-            gpu.info.name
-        );
+    let Some(cfg) = coop_config(&gpu) else {
         return;
-    }
-    let cfg = GemmConfig::new(&gpu, GemmPath::Coop).unwrap();
+    };
     let mut rng = Rng::new(28);
     for (ty, k, n) in [
         (GgmlType::F16, 64, 40),
@@ -525,21 +532,15 @@ fn gemm_coop_split_k() {
     // Split-K on the coop path: each of 2 or 4 workgroups per output tile takes a range of
     // whole K stages, writes raw sums to the shared scratch, and a reduce pass adds them
     // with the bias / residual epilogue. K with a tail, K shorter than the ranges (a range
-    // past K adds zeros), F16 and Q8_0, split matrices, and two GEMMs of different sizes
-    // sharing the scratch in one plan.
+    // past K adds zeros), F16, F32 and Q8_0, f32 and f16 x, split matrices, and GEMMs of
+    // growing sizes, each taking the one shared scratch (grown as needed).
     let gpu = gpu(None);
-    if !gpu.coop_matrix_f16 {
-        eprintln!(
-            "note: no cooperative matrices on '{}': skipped",
-            gpu.info.name
-        );
+    let Some(coop) = coop_config(&gpu) else {
         return;
-    }
+    };
     let mut rng = Rng::new(30);
     for split in [2, 4] {
-        let cfg = GemmConfig::new(&gpu, GemmPath::Coop)
-            .unwrap()
-            .with_split_k(Some(split));
+        let cfg = coop.with_split_k(Some(split));
         for (ty, k, n) in [
             (GgmlType::F16, 4870u32, 130),
             (GgmlType::F16, 100, 37),
@@ -621,9 +622,7 @@ fn gemm_coop_split_k() {
     let x = Activation::new(&gpu, "x", 4, 64).unwrap();
     let act = Activation::new(&gpu, "act", 4, 64).unwrap();
     let state = state_buffer(&gpu, 0, 4, 0);
-    let cfg = GemmConfig::new(&gpu, GemmPath::Coop)
-        .unwrap()
-        .with_split_k(Some(2));
+    let cfg = coop.with_split_k(Some(2));
     assert!(linear_swiglu(&gpu, &cfg, &state, &w, &x, &act, &dummy).is_err());
 }
 

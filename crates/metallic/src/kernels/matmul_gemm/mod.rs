@@ -287,25 +287,31 @@ fn dispatches(
     }
     let mut out = Vec::with_capacity(w.chunks.len());
     for chunk in &w.chunks {
-        let mut split = 1;
-        let (pipeline, (tile_rows, tile_n), constants) = match cfg.path {
-            GemmPath::Portable => (gpu.pipeline(family, &entry, &[])?, cfg.tile(), Vec::new()),
+        // Bytes of split-K's partial sums, (split, rows, n) f32.
+        let part_bytes = |split: u32| split as u64 * x.rows as u64 * chunk.rows as u64 * 4;
+        let (pipeline, (tile_rows, tile_n), constants, split) = match cfg.path {
+            GemmPath::Portable => (
+                gpu.pipeline(family, &entry, &[])?,
+                cfg.tile(),
+                Vec::new(),
+                1,
+            ),
             GemmPath::Coop => {
                 let limit = gpu.limits.max_compute_workgroup_storage_size;
                 let tile = forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows, limit));
                 let (cm, cn) = tile.shape();
                 let tiles = x.rows.div_ceil(cm) * chunk.rows.div_ceil(cn);
-                split = cfg
+                let mut split = cfg
                     .split_k
                     .unwrap_or_else(|| split_k_for(tiles, w.k, flags));
                 // The partial sums must fit one binding: otherwise auto does not split,
                 // and a forced split is an error.
-                let part_bytes = split as u64 * x.rows as u64 * chunk.rows as u64 * 4;
-                if split > 1 && part_bytes > gpu.max_binding_bytes {
+                if split > 1 && part_bytes(split) > gpu.max_binding_bytes {
                     if cfg.split_k.is_some() {
                         return Err(Error::Invalid(format!(
-                            "GEMM '{}': split-K's {part_bytes} bytes of partial sums exceed the storage binding limit; lower --batch-size or METALLIC_GEMM_COOP_SPLIT_K",
-                            w.name
+                            "GEMM '{}': split-K's {} bytes of partial sums exceed the storage binding limit; lower --batch-size or METALLIC_GEMM_COOP_SPLIT_K",
+                            w.name,
+                            part_bytes(split)
                         )));
                     }
                     split = 1;
@@ -318,6 +324,7 @@ fn dispatches(
                     gpu.pipeline(family, &entry, &constants)?,
                     tile.shape(),
                     constants,
+                    split,
                 )
             }
         };
@@ -356,20 +363,19 @@ fn dispatches(
             (5, chunk.data.as_entire_binding()),
             (6, scales.as_entire_binding()),
         ];
-        // Split-K's partial sums, (split, rows, n) f32, in the scratch every GEMM shares.
+        // Split-K's partial sums, in the scratch every GEMM shares.
         let part = match split {
             1 => part_dummy.clone(),
-            _ => gpu.shared_scratch(split as u64 * x.rows as u64 * chunk.rows as u64 * 4),
+            _ => gpu.shared_scratch(part_bytes(split)),
         };
         if cfg.path == GemmPath::Coop {
             entries.push((7, x16.as_entire_binding()));
             entries.push((8, y16.as_entire_binding()));
             entries.push((9, part.as_entire_binding()));
         }
-        let label = format!("gemm_{}:{}", w.format.name(), short_name(&w.name));
         let x_tiles = chunk.rows.div_ceil(tile_n);
         out.push(Dispatch {
-            label: label.clone(),
+            label: format!("gemm_{}:{}", w.format.name(), short_name(&w.name)),
             bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
             pipeline: pipeline.clone(),
             grid: match split {
