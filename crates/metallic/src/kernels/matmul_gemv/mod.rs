@@ -191,7 +191,8 @@ impl GemvConfig {
     }
 
     fn constants(&self, w: &GpuMatrix, norm: bool) -> [(&'static str, f64); 5] {
-        let all_rows = w.format == WeightFormat::Q8_0 || self.dense_all_rows(w);
+        let dense_all_rows = self.dense_all_rows(w);
+        let all_rows = w.format == WeightFormat::Q8_0 || dense_all_rows;
         let wg_size = if all_rows {
             self.all_rows_wg_size
         } else {
@@ -202,7 +203,7 @@ impl GemvConfig {
             ("WG_SIZE", wg_size as f64),
             ("UNROLL", self.unroll as f64),
             ("NORM", norm as u32 as f64),
-            ("DENSE_ALL_ROWS", self.dense_all_rows(w) as u32 as f64),
+            ("DENSE_ALL_ROWS", dense_all_rows as u32 as f64),
         ]
     }
 }
