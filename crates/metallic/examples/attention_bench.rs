@@ -52,16 +52,21 @@ fn main() {
             let mut rng = Rng::new(5);
             let q = Activation::new(&gpu, "q", m, n_heads * head_dim).expect("q");
             let out = Activation::new(&gpu, "out", m, n_heads * head_dim).expect("out");
-            let cache_floats = (n_kv_heads * head_dim * m) as usize;
-            let k_cache = storage_buffer(&gpu, "k", cache_floats as u64 * 4);
-            let v_cache = storage_buffer(&gpu, "v", cache_floats as u64 * 4);
-            for (buf, n) in [
-                (&q.buf, (m * q.stride) as usize),
-                (&k_cache, cache_floats),
-                (&v_cache, cache_floats),
-            ] {
+            // The caches hold f16 values, two per word.
+            let cache_values = (n_kv_heads * head_dim * m) as usize;
+            let k_cache = storage_buffer(&gpu, "k", cache_values as u64 * 2);
+            let v_cache = storage_buffer(&gpu, "v", cache_values as u64 * 2);
+            let q_values = rng.vec((m * q.stride) as usize, 1.0, 0.0);
+            gpu.queue
+                .write_buffer(&q.buf, 0, bytemuck::cast_slice(&q_values));
+            for buf in [&k_cache, &v_cache] {
+                let halves: Vec<half::f16> = rng
+                    .vec(cache_values, 1.0, 0.0)
+                    .into_iter()
+                    .map(half::f16::from_f32)
+                    .collect();
                 gpu.queue
-                    .write_buffer(buf, 0, bytemuck::cast_slice(&rng.vec(n, 1.0, 0.0)));
+                    .write_buffer(buf, 0, bytemuck::cast_slice(&halves));
             }
             let state = storage_buffer(&gpu, "state", 16);
             gpu.queue

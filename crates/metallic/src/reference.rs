@@ -1,4 +1,5 @@
-//! A plain CPU forward pass, f32 storage with f64 accumulation: the oracle of the tests.
+//! A plain CPU forward pass, f32 storage (f16 for the KV cache, as the engine keeps it) with
+//! f64 accumulation: the oracle of the tests.
 //! It shares only the config and tensor names with the GPU path, never its kernels.
 
 use metallic_gguf::{dequant, GgufFile};
@@ -20,7 +21,7 @@ struct Layer {
     w_gate: Vec<f32>,
     w_up: Vec<f32>,
     w_down: Vec<f32>,
-    k_cache: Vec<f32>, // (pos, kv_dim)
+    k_cache: Vec<f32>, // (pos, kv_dim), values rounded to f16 unless f32 is asked for
     v_cache: Vec<f32>, // (pos, kv_dim)
 }
 
@@ -31,6 +32,8 @@ pub struct Reference {
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
     pos: usize,
+    /// Round cached k and v to f16, as the engine stores them (the default).
+    f16_kv: bool,
 }
 
 impl Reference {
@@ -75,6 +78,7 @@ impl Reference {
             config,
             layers,
             pos: 0,
+            f16_kv: true,
         })
     }
 
@@ -87,6 +91,13 @@ impl Reference {
     }
 
     /// Feeds `tokens` one position at a time; returns the logits after the last one.
+    /// Keep the KV cache in f32 instead: the model's math alone, for comparing with
+    /// transformers at f32 precision.
+    pub fn with_f32_kv_cache(mut self) -> Self {
+        self.f16_kv = false;
+        self
+    }
+
     pub fn forward(&mut self, tokens: &[u32]) -> Vec<f32> {
         let mut logits = Vec::new();
         for &t in tokens {
@@ -100,6 +111,7 @@ impl Reference {
         let (h, hd) = (c.hidden as usize, c.head_dim as usize);
         let mut x = self.token_embd[token as usize * h..(token as usize + 1) * h].to_vec();
         let pos = self.pos;
+        let f16_kv = self.f16_kv;
         for layer in &mut self.layers {
             let xn = rms_norm(&x, &layer.attn_norm, c.rms_eps);
             let mut q = add(&matvec(&layer.wq, &xn), &layer.bq);
@@ -108,8 +120,11 @@ impl Reference {
             for head in q.chunks_mut(hd).chain(k.chunks_mut(hd)) {
                 rope_neox(head, pos, c.rope_theta);
             }
-            layer.k_cache.extend_from_slice(&k);
-            layer.v_cache.extend_from_slice(&v);
+            // The engine's cache holds f16 (as llama.cpp's does by default); so does this
+            // one unless asked not to, so comparisons measure the kernels, not the format.
+            let store = |x: &f32| if f16_kv { round_f16(*x) } else { *x };
+            layer.k_cache.extend(k.iter().map(store));
+            layer.v_cache.extend(v.iter().map(store));
             let attn = attend(&q, &layer.k_cache, &layer.v_cache, &c);
             x = add(&x, &matvec(&layer.wo, &attn));
             let xn = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
@@ -147,6 +162,11 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 
 fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// x rounded to the nearest f16 (ties to even), back in f32.
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
 }
 
 pub fn silu(x: f32) -> f32 {

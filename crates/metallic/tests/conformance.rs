@@ -33,18 +33,20 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixture
 const MODELS: &[&str] = &["tiny-a-f16", "tiny-a-q8_0", "tiny-b-q8_0"];
 
 /// Engine vs transformers on the same weights, F16 and Q8_0 alike: max|Δ| / max|logit| over
-/// the whole vocabulary. Both compute in f32 from identical (dequantized) weights; the observed
-/// value on lavapipe, 1.6e-5, is the fixture's own int16 storage error (<= 1/65534 of
-/// max|logit|). 1e-4 leaves room for other GPUs' summation orders, not for bugs: a wrong rope
-/// theta or RMS epsilon, a dropped bias or a wrong RoPE pairing moved them by 8e-3 or more.
-const TOL_ENGINE: f32 = 1e-4;
+/// the whole vocabulary. Both compute in f32 from identical (dequantized) weights, but the
+/// engine's KV cache holds f16 (as llama.cpp's does by default): k and v are rounded by up
+/// to 2^-11 relative, which lavapipe measured as 1.5e-4 to 6.0e-4 here (the f32 math alone
+/// gave 1.6e-5, the fixture's int16 storage error). 1e-3 leaves room for other GPUs'
+/// summation orders, not for bugs: a wrong rope theta or RMS epsilon, a dropped bias or a
+/// wrong RoPE pairing moved them by 8e-3 or more.
+const TOL_ENGINE: f32 = 1e-3;
 /// The same where prefill's GEMMs run on cooperative matrices (16x16 f16 inputs, f32
 /// accumulation), as llama.cpp's tensor-core GEMMs do: x is rounded to f16 there, up to
 /// 2^-11 relative per element, and the H100 measured 3.1e-4 to 5.4e-4 on tiny-a-f16. The
 /// argmax and the greedy continuation must still match exactly, and the bugs above still
 /// move the logits by 4x this.
 const TOL_ENGINE_F16_GEMM: f32 = 2e-3;
-/// The CPU reference (f32 storage, f64 accumulation) vs transformers.
+/// The CPU reference (f32 storage, its KV cache too here; f64 accumulation) vs transformers.
 const TOL_REFERENCE: f32 = 1e-4;
 
 fn fixture_path(rel: &str) -> PathBuf {
@@ -323,7 +325,9 @@ fn cpu_reference_matches_transformers() {
     let mut failures = Vec::new();
     for &name in MODELS {
         let fx = load(name);
-        let mut r = Reference::load(&fx.file).expect("reference");
+        let mut r = Reference::load(&fx.file)
+            .expect("reference")
+            .with_f32_kv_cache();
         failures.extend(check_against_transformers(
             "reference",
             &fx,

@@ -56,8 +56,9 @@ fn attention_ref(
     out
 }
 
-/// KV caches (GPU layouts) with random values at positions < `live` and NaN beyond,
-/// plus the (n_kv_heads, ctx, head_dim) copies the reference reads.
+/// KV caches (GPU layouts, f16) with random values at positions < `live` and NaN beyond,
+/// plus the (n_kv_heads, ctx, head_dim) copies the reference reads: the same values,
+/// exact in f16, so the comparison measures the kernels, not the rounding.
 struct Caches {
     k: wgpu::Buffer,
     v: wgpu::Buffer,
@@ -71,12 +72,16 @@ fn caches(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, live: usize) -> Caches {
     let mut v_host = k_host.clone();
     for kvh in 0..n_kv {
         let at = kvh * ctx * hd;
-        k_host[at..at + live * hd].copy_from_slice(&rand_vec(rng, live * hd, 1.0));
-        v_host[at..at + live * hd].copy_from_slice(&rand_vec(rng, live * hd, 1.0));
+        for cache in [&mut k_host, &mut v_host] {
+            let vals = rand_vec(rng, live * hd, 1.0);
+            for (dst, &x) in cache[at..at + live * hd].iter_mut().zip(&vals) {
+                *dst = f16_round(x);
+            }
+        }
     }
     Caches {
-        k: f32_buffer(gpu, "k_cache", &k_cache_to_gpu(&k_host, n_kv, hd, ctx)),
-        v: f32_buffer(gpu, "v_cache", &v_host),
+        k: u32_buffer(gpu, "k_cache", &k_cache_to_gpu(&k_host, n_kv, hd, ctx)),
+        v: u32_buffer(gpu, "v_cache", &v_cache_to_gpu(&v_host)),
         k_host,
         v_host,
     }
@@ -276,7 +281,7 @@ fn check_prefill(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, kernel: Kernel, pos: u
     run(gpu, d, rows);
     let got = read_f32(gpu, &out.buf);
     let want = attention_ref(&qs, &c.k_host, &c.v_host, s, pos as usize, rows as usize);
-    // The coop kernel rounds q, K, V and the probabilities to f16 (2^-11 relative each).
+    // The coop kernel rounds q and the probabilities to f16 (2^-11 relative each).
     let coop = match kernel {
         Kernel::Coop => true,
         Kernel::Tiles(_) => false,

@@ -348,8 +348,12 @@ impl Builder<'_> {
     }
 }
 
-/// One layer's preallocated cache, f32: K as (n_kv_heads, head_dim, ctx) so attention's
-/// score loads are contiguous, V as (n_kv_heads, ctx, head_dim).
+/// One layer's preallocated cache, f16 packed two to a 32-bit word (WGSL's
+/// `pack2x16float`, so no shader-f16 feature is needed). K is (n_kv_heads, head_dim / 2,
+/// ctx) words, word (h, i, t) holding dims i and i + head_dim / 2 of key t: positions
+/// run fastest so attention's score loads are contiguous, and each word is a NEOX
+/// rotation pair, so the RoPE kernels write whole words. V is (n_kv_heads, ctx, head_dim)
+/// halves in order (dims 2j, 2j + 1 per word).
 pub struct KvCacheLayer {
     pub k: wgpu::Buffer,
     pub v: wgpu::Buffer,

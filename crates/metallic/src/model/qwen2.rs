@@ -381,9 +381,9 @@ fn expect_shape(name: &str, dims: &[u64], want: &[u64]) -> Result<()> {
     Ok(())
 }
 
-/// Allocates one layer's KV cache.
+/// Allocates one layer's KV cache (f16: two bytes a value).
 pub fn kv_cache_layer(gpu: &Gpu, cfg: &ModelConfig, ctx: u32, layer: u32) -> Result<KvCacheLayer> {
-    let bytes = cfg.n_kv_heads as u64 * ctx as u64 * cfg.head_dim as u64 * 4;
+    let bytes = cfg.n_kv_heads as u64 * ctx as u64 * cfg.head_dim as u64 * 2;
     if bytes > gpu.max_binding_bytes {
         return Err(Error::Invalid(format!(
             "a context of {ctx} needs {bytes} bytes of KV cache per layer, over the device's binding limit; lower --ctx-size"

@@ -208,30 +208,89 @@ pub fn gate_up_matrix(
     (w, gd, ud)
 }
 
-/// The GPU keeps K caches as (n_kv_heads, head_dim, ctx); the tests reason in
-/// (n_kv_heads, ctx, head_dim). These convert between the two.
-pub fn k_cache_from_gpu(kt: &[f32], n_kv: usize, hd: usize, ctx: usize) -> Vec<f32> {
-    let mut k = vec![0f32; kt.len()];
+// The GPU's KV cache is f16, two halves per 32-bit word (low half first):
+// - K as (n_kv_heads, head_dim / 2, ctx) words, word (h, i, t) = dims (i, i + hd / 2) of
+//   key t;
+// - V as (n_kv_heads, ctx, head_dim) halves, word j of a row = dims (2j, 2j + 1).
+// The tests reason in (n_kv_heads, ctx, head_dim) f32. These convert between the two,
+// written from that description, not from the kernels. A word still holding POISON
+// reads back as POISON in both of its dims, so `assert_poisoned` works on the result.
+
+/// The largest relative error of rounding to f16 (ties to even): 2^-11.
+pub const F16_ROUNDING: f64 = 1.0 / 2048.0;
+
+pub fn pack_f16_pair(lo: f32, hi: f32) -> u32 {
+    let h = |x: f32| half::f16::from_f32(x).to_bits() as u32;
+    h(lo) | (h(hi) << 16)
+}
+
+pub fn unpack_f16_pair(w: u32) -> (f32, f32) {
+    if w == POISON {
+        let p = f32::from_bits(POISON);
+        return (p, p);
+    }
+    let h = |b: u32| half::f16::from_bits(b as u16).to_f32();
+    (h(w & 0xffff), h(w >> 16))
+}
+
+/// x rounded to f16 and back: what the cache can hold.
+pub fn f16_round(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+pub fn k_cache_from_gpu(words: &[u32], n_kv: usize, hd: usize, ctx: usize) -> Vec<f32> {
+    let half = hd / 2;
+    let mut k = vec![0f32; n_kv * ctx * hd];
     for h in 0..n_kv {
-        for d in 0..hd {
+        for i in 0..half {
             for t in 0..ctx {
-                k[(h * ctx + t) * hd + d] = kt[(h * hd + d) * ctx + t];
+                let (lo, hi) = unpack_f16_pair(words[(h * half + i) * ctx + t]);
+                k[(h * ctx + t) * hd + i] = lo;
+                k[(h * ctx + t) * hd + i + half] = hi;
             }
         }
     }
     k
 }
 
-pub fn k_cache_to_gpu(k: &[f32], n_kv: usize, hd: usize, ctx: usize) -> Vec<f32> {
-    let mut kt = vec![0f32; k.len()];
+pub fn k_cache_to_gpu(k: &[f32], n_kv: usize, hd: usize, ctx: usize) -> Vec<u32> {
+    let half = hd / 2;
+    let mut words = vec![0u32; n_kv * ctx * half];
     for h in 0..n_kv {
-        for d in 0..hd {
+        for i in 0..half {
             for t in 0..ctx {
-                kt[(h * hd + d) * ctx + t] = k[(h * ctx + t) * hd + d];
+                let row = (h * ctx + t) * hd;
+                words[(h * half + i) * ctx + t] = pack_f16_pair(k[row + i], k[row + i + half]);
             }
         }
     }
-    kt
+    words
+}
+
+pub fn v_cache_from_gpu(words: &[u32]) -> Vec<f32> {
+    words
+        .iter()
+        .flat_map(|&w| {
+            let (lo, hi) = unpack_f16_pair(w);
+            [lo, hi]
+        })
+        .collect()
+}
+
+pub fn v_cache_to_gpu(v: &[f32]) -> Vec<u32> {
+    v.chunks(2).map(|p| pack_f16_pair(p[0], p[1])).collect()
+}
+
+/// A storage buffer holding `data`.
+pub fn u32_buffer(gpu: &Gpu, label: &str, data: &[u32]) -> wgpu::Buffer {
+    let buf = storage_buffer(gpu, label, data.len() as u64 * 4);
+    write_u32(gpu, &buf, data);
+    buf
+}
+
+/// Bytes of one f16 K or V cache of `n_kv` heads, `hd` dims and `ctx` positions.
+pub fn f16_cache_bytes(n_kv: usize, hd: usize, ctx: usize) -> u64 {
+    (n_kv * hd * ctx * 2) as u64
 }
 
 /// x as the Q8_0 GEMV with int8 activations (`Q8Dot::I8`) sees it: per 32-element block

@@ -58,9 +58,10 @@ pub struct AttentionBindings<'a> {
     pub state: &'a wgpu::Buffer,
     /// (rows, q_stride): query head h at columns h*head_dim.., rotated (the QKV row).
     pub q: &'a Activation,
-    /// (n_kv_heads, head_dim, ctx)
+    /// f16 K, (n_kv_heads, head_dim / 2, ctx) words of dims (i, i + head_dim / 2): see
+    /// `model::blocks::KvCacheLayer`.
     pub k_cache: &'a wgpu::Buffer,
-    /// (n_kv_heads, ctx, head_dim)
+    /// f16 V, (n_kv_heads, ctx, head_dim).
     pub v_cache: &'a wgpu::Buffer,
     /// (rows, out_stride): head h at columns h*head_dim..
     pub out: &'a Activation,

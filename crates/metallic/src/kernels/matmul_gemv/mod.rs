@@ -328,9 +328,8 @@ pub fn linear_swiglu_norm(
 pub struct RopeCacheTarget<'a> {
     /// The step state: position `pos` + batch row.
     pub state: &'a wgpu::Buffer,
-    /// (n_kv_heads, head_dim, ctx)
+    /// The f16 caches, laid out as `model::blocks::KvCacheLayer` says.
     pub k_cache: &'a wgpu::Buffer,
-    /// (n_kv_heads, ctx, head_dim)
     pub v_cache: &'a wgpu::Buffer,
     /// (head_dim / 2): `rope_kv::inv_freq(theta, head_dim)`.
     pub inv_freq: &'a [f32],

@@ -1,4 +1,4 @@
-//! RoPE (NEOX pairing) on q and k, with the KV-cache append fused in.
+//! RoPE (NEOX pairing) on q and k, with the (f16) KV-cache append fused in.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -33,6 +33,7 @@ pub struct RopeKvBindings<'a> {
     pub state: &'a wgpu::Buffer,
     /// (rows, q_dim + 2 kv_dim): Q | K | V per row.
     pub qkv: &'a Activation,
+    /// The f16 caches, laid out as `model::blocks::KvCacheLayer` says.
     pub k_cache: &'a wgpu::Buffer,
     pub v_cache: &'a wgpu::Buffer,
     pub inv_freq: &'a wgpu::Buffer,

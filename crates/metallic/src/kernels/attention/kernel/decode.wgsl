@@ -15,8 +15,9 @@
 // - Scores are computed by KT keys x DP dim parts: the K cache is transposed, so the
 //   threads of a part read consecutive keys (contiguous loads), and each thread's serial
 //   chain is head_dim / DP long, not head_dim. The parts are summed in workgroup memory.
-//   DP grows with head_dim (about 8 dims per thread), so a tile is one or two rounds of
-//   loads whatever the head size; KT = 256 / DP is then 16 to 64 keys. Decode is
+//   DP grows with head_dim (about 8 dims per thread, 4 words of the f16 cache), so a
+//   tile is one round of loads whatever the head size; KT = 256 / DP is then 16 to 64
+//   keys. Decode is
 //   latency-bound at short contexts: with a fixed 64 x 4 tile a 7B layer (head_dim
 //   128) made 8 dependent rounds of K loads and 8 of V loads per tile.
 // - Pass 2 (`decode_combine`) merges the chunks' (max, sum, acc) per head. It is a
@@ -45,7 +46,7 @@ struct DecodeParams {
 
 @group(0) @binding(0) var<uniform> dp: DecodeParams;
 @group(0) @binding(2) var<storage, read> q: array<f32>;              // row 0: (n_heads, head_dim), rotated
-@group(0) @binding(4) var<storage, read> v_cache: array<f32>;        // (n_kv_heads, ctx, head_dim)
+@group(0) @binding(4) var<storage, read> v_cache: array<u32>;        // (n_kv_heads, ctx, head_dim) f16, dims 2j, 2j + 1 per word
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;      // row 0: (n_heads, head_dim)
 // Per (head, chunk): acc (n_heads, n_splits, head_dim), unnormalised, relative to the
 // chunk max; then (max, sum) pairs (n_heads, n_splits, 2).
@@ -63,8 +64,9 @@ struct Heads {
     b: vec4<f32>,
 }
 
-// [d][lane]: scaled q of the 8 heads, zero past HEAD_DIM for the K loop's last step.
-var<workgroup> q_sh: array<vec4<f32>, 2u * (HEAD_DIM + 4u * DP)>;
+// [pair][half][lane]: scaled q of the 8 heads in the K cache's order (pair i holds dims i
+// and i + HEAD_DIM / 2), zero for pairs past HEAD_DIM / 2 (the K loop's last step).
+var<workgroup> q_sh: array<vec4<f32>, 2u * (HEAD_DIM + 6u * DP)>;
 var<workgroup> parts: array<vec4<f32>, 2u * DEC_WG>;    // [part][key][lane] scores; then V sums
 var<workgroup> probs: array<vec4<f32>, 2u * MAX_KT>;    // [key][lane]
 var<workgroup> head_slots: array<vec4<f32>, 128>;       // [subgroup][lane], 64 subgroups
@@ -103,11 +105,12 @@ fn heads_sum(v: Heads, sg_id: u32, n_sg: u32, lane: u32) -> Heads {
     return r;
 }
 
-// V at key j of the tile whose row for this thread's dim starts at vrow; zero past the
-// thread's `count` keys.
-fn v_at(vrow: u32, j: u32, count: u32) -> f32 {
+// V at key j of the tile whose word for this thread's dim starts at vrow (`hi`: the dim
+// is the word's second half); zero past the thread's `count` keys.
+fn v_at(vrow: u32, j: u32, count: u32, hi: bool) -> f32 {
     if (j < count) {
-        return v_cache[vrow + j * HEAD_DIM];
+        let w = unpack2x16float(v_cache[vrow + j * (HEAD_DIM / 2u)]);
+        return select(w.x, w.y, hi);
     }
     return 0.0;
 }
@@ -149,21 +152,24 @@ fn decode_partial(
     }
     let end = min(start + len, n_keys);
 
-    for (var i = lid; i < HB * (HEAD_DIM + 4u * DP); i += DEC_WG) {
-        let g = i / (HEAD_DIM + 4u * DP);
-        let d = i % (HEAD_DIM + 4u * DP);
+    let half = HEAD_DIM / 2u;
+    let n_q = HEAD_DIM + 6u * DP;  // (pair, half) slots of one head, padded for the K loop
+    for (var i = lid; i < HB * n_q; i += DEC_WG) {
+        let g = i / n_q;
+        let e = i % n_q;
+        let pair = e / 2u;
         var v = 0.0;
-        if (g < nh && d < HEAD_DIM) {
-            v = q[(h0 + g) * HEAD_DIM + d] * dp.scale;
+        if (g < nh && pair < half) {
+            v = q[(h0 + g) * HEAD_DIM + pair + (e % 2u) * half] * dp.scale;
         }
-        q_sh[2u * d + g / 4u][g % 4u] = v;
+        q_sh[2u * e + g / 4u][g % 4u] = v;
     }
     workgroupBarrier();
 
     let key = lid % KT;
     let part = lid / KT;
-    let k_base = kvh * HEAD_DIM * dp.ctx;
-    let v_base = kvh * dp.ctx * HEAD_DIM;
+    let k_base = kvh * half * dp.ctx;
+    let v_base = kvh * dp.ctx * half;
     // V sum: thread (slot, dim); slot takes every n_slots-th key of the tile.
     let vd = lid % HEAD_DIM;
     let slot = lid / HEAD_DIM;
@@ -178,20 +184,26 @@ fn decode_partial(
         var sa = vec4<f32>(0.0);
         var sb = vec4<f32>(0.0);
         if (live) {
-            // Dims part, part + DP, ...: four loads in flight per step (each is its own
-            // cache line, stride ctx), so a step waits on memory once, not four times.
-            // Dims past HEAD_DIM read the last one against a zero q.
+            // Pairs part, part + DP, ...: four word loads in flight per step (each is its
+            // own cache line, stride ctx), so a step waits on memory once, not four
+            // times. Pairs past HEAD_DIM / 2 read the last one against a zero q.
             let kt = k_base + t;
-            let last = HEAD_DIM - 1u;
-            for (var d = part; d < HEAD_DIM; d += 4u * DP) {
-                let k0 = k_cache[kt + d * dp.ctx];
-                let k1 = k_cache[kt + min(d + DP, last) * dp.ctx];
-                let k2 = k_cache[kt + min(d + 2u * DP, last) * dp.ctx];
-                let k3 = k_cache[kt + min(d + 3u * DP, last) * dp.ctx];
-                sa += q_sh[2u * d] * k0 + q_sh[2u * (d + DP)] * k1
-                    + q_sh[2u * (d + 2u * DP)] * k2 + q_sh[2u * (d + 3u * DP)] * k3;
-                sb += q_sh[2u * d + 1u] * k0 + q_sh[2u * (d + DP) + 1u] * k1
-                    + q_sh[2u * (d + 2u * DP) + 1u] * k2 + q_sh[2u * (d + 3u * DP) + 1u] * k3;
+            let last = half - 1u;
+            for (var i = part; i < half; i += 4u * DP) {
+                let k0 = unpack2x16float(k_cache[kt + i * dp.ctx]);
+                let k1 = unpack2x16float(k_cache[kt + min(i + DP, last) * dp.ctx]);
+                let k2 = unpack2x16float(k_cache[kt + min(i + 2u * DP, last) * dp.ctx]);
+                let k3 = unpack2x16float(k_cache[kt + min(i + 3u * DP, last) * dp.ctx]);
+                let q0 = 4u * i;
+                let q1 = 4u * (i + DP);
+                let q2 = 4u * (i + 2u * DP);
+                let q3 = 4u * (i + 3u * DP);
+                sa += q_sh[q0] * k0.x + q_sh[q0 + 2u] * k0.y + q_sh[q1] * k1.x + q_sh[q1 + 2u] * k1.y
+                    + q_sh[q2] * k2.x + q_sh[q2 + 2u] * k2.y + q_sh[q3] * k3.x + q_sh[q3 + 2u] * k3.y;
+                sb += q_sh[q0 + 1u] * k0.x + q_sh[q0 + 3u] * k0.y
+                    + q_sh[q1 + 1u] * k1.x + q_sh[q1 + 3u] * k1.y
+                    + q_sh[q2 + 1u] * k2.x + q_sh[q2 + 3u] * k2.y
+                    + q_sh[q3 + 1u] * k3.x + q_sh[q3 + 3u] * k3.y;
             }
         }
         // The tile's V rows for this thread's slot, loaded now: they do not depend on
@@ -200,14 +212,16 @@ fn decode_partial(
         // Threads past the last whole slot (DEC_WG need not be a multiple of HEAD_DIM)
         // take no keys.
         let count = select(0u, min(KT, end - t0), slot < n_slots);
-        let vrow = v_base + t0 * HEAD_DIM + vd;
-        let v_lo = vec4<f32>(v_at(vrow, slot, count), v_at(vrow, slot + n_slots, count),
-                             v_at(vrow, slot + 2u * n_slots, count),
-                             v_at(vrow, slot + 3u * n_slots, count));
-        let v_hi = vec4<f32>(v_at(vrow, slot + 4u * n_slots, count),
-                             v_at(vrow, slot + 5u * n_slots, count),
-                             v_at(vrow, slot + 6u * n_slots, count),
-                             v_at(vrow, slot + 7u * n_slots, count));
+        // Two threads share each word; the other half is an L1 hit.
+        let vrow = v_base + t0 * half + vd / 2u;
+        let odd = (vd & 1u) != 0u;
+        let v_lo = vec4<f32>(v_at(vrow, slot, count, odd), v_at(vrow, slot + n_slots, count, odd),
+                             v_at(vrow, slot + 2u * n_slots, count, odd),
+                             v_at(vrow, slot + 3u * n_slots, count, odd));
+        let v_hi = vec4<f32>(v_at(vrow, slot + 4u * n_slots, count, odd),
+                             v_at(vrow, slot + 5u * n_slots, count, odd),
+                             v_at(vrow, slot + 6u * n_slots, count, odd),
+                             v_at(vrow, slot + 7u * n_slots, count, odd));
         parts[2u * lid] = sa;
         parts[2u * lid + 1u] = sb;
         workgroupBarrier();

@@ -9,8 +9,9 @@
 //   workgroup-memory read feeds 4 rows: vec4 over rows of q, of the scores and of the
 //   probabilities.
 // - Scores: the thread takes KPT = BK / TX keys. Q (transposed, [d][row]) stays in
-//   workgroup memory for the whole walk; K tiles are staged transposed ([d][key], as the
-//   cache stores them), so with KPT = 4 a d step is two vec4 loads and 16 FMAs.
+//   workgroup memory for the whole walk; K tiles are staged transposed ([d][key], the
+//   cache's order once its f16 pairs are split), so with KPT = 4 a d step is two vec4
+//   loads and 16 FMAs.
 // - Output: the thread takes head_dim / (4 TX) vec4 chunks of dims; V tiles are
 //   staged [key][d] in the same buffer as K (K is dead once the scores exist), so a key
 //   step is one vec4 of probabilities, NC vec4 of V and 16 NC FMAs.
@@ -26,8 +27,9 @@ override BK: u32 = 32u;      // keys per tile: TX, 2 TX or 4 TX
 override KPT: u32 = BK / TX; // keys per thread in the score step
 // vec4 dim chunks per thread in the output step: at most 4 (4 TX >= head_dim / 4).
 override NC: u32 = (HEAD_DIM / 4u + TX - 1u) / TX;
-// Loads per thread to stage a K or V tile, overrides for the same reason.
-override K_STEPS: u32 = (HEAD_DIM * (BK / 4u) + BQ / 4u * TX - 1u) / (BQ / 4u * TX);
+// Loads per thread to stage a K tile (4 keys of a dim pair each) or a V tile, overrides
+// for the same reason.
+override K_STEPS: u32 = (HEAD_DIM / 2u * (BK / 4u) + BQ / 4u * TX - 1u) / (BQ / 4u * TX);
 override V_STEPS: u32 = (BK * (HEAD_DIM / 4u) + BQ / 4u * TX - 1u) / (BQ / 4u * TX);
 
 var<workgroup> q_t: array<vec4<f32>, HEAD_DIM * BQ / 4u>;  // [d][row / 4], scaled
@@ -74,7 +76,8 @@ fn prefill(
         q_t[dst + 3u * bq4][e] = v.w;
     }
 
-    let k_base = kvh * HEAD_DIM * pp.ctx;
+    let half = HEAD_DIM / 2u;
+    let k_base = kvh * half * pp.ctx;
     let v_base = kvh * pp.ctx * hd4;
     var m_run = vec4<f32>(NEG);  // per row
     var l_run = vec4<f32>(0.0);
@@ -91,28 +94,34 @@ fn prefill(
 
     for (var t0 = 0u; t0 < n_keys; t0 += BK) {
         let n_valid = min(BK, n_keys - t0);
-        // K tile, transposed as in the cache; keys past the last row's limit read 0.
-        // Loops over a constant trip count, so the compiler can unroll them and keep
-        // all of a thread's loads in flight.
+        // K tile, transposed: 4 keys of dim pair i give 4 keys of dims i and i + half.
+        // Keys past the last row's limit read 0. Loops over a constant trip count, so
+        // the compiler can unroll them and keep all of a thread's loads in flight.
         for (var r = 0u; r < K_STEPS; r++) {
             let i = r * n_threads + lid;
-            if (i >= HEAD_DIM * bk4) {
+            if (i >= half * bk4) {
                 break;
             }
-            let d = i / bk4;
-            let t = t0 + 4u * (i % bk4);
-            let src = k_base + d * pp.ctx + t;
-            var k = vec4<f32>(0.0);
+            let pair = i / bk4;
+            let j = i % bk4;
+            let t = t0 + 4u * j;
+            let src = k_base + pair * pp.ctx + t;
+            var w = vec4<u32>(0u);
             if (t + 3u < n_keys) {
-                k = vec4<f32>(k_cache[src], k_cache[src + 1u], k_cache[src + 2u], k_cache[src + 3u]);
+                w = vec4<u32>(k_cache[src], k_cache[src + 1u], k_cache[src + 2u], k_cache[src + 3u]);
             } else {
                 for (var e = 0u; e < 4u; e++) {
                     if (t + e < n_keys) {
-                        k[e] = k_cache[src + e];
+                        w[e] = k_cache[src + e];
                     }
                 }
             }
-            kv_t[i] = k;
+            let k0 = unpack2x16float(w.x);
+            let k1 = unpack2x16float(w.y);
+            let k2 = unpack2x16float(w.z);
+            let k3 = unpack2x16float(w.w);
+            kv_t[pair * bk4 + j] = vec4<f32>(k0.x, k1.x, k2.x, k3.x);
+            kv_t[(pair + half) * bk4 + j] = vec4<f32>(k0.y, k1.y, k2.y, k3.y);
         }
         workgroupBarrier();
 
@@ -157,7 +166,8 @@ fn prefill(
             let t = t0 + i / hd4;
             var v = vec4<f32>(0.0);
             if (t < n_keys) {
-                v = v4_cache[v_base + t * hd4 + i % hd4];
+                let w = v2_cache[v_base + t * hd4 + i % hd4];
+                v = vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
             }
             kv_t[i] = v;
         }

@@ -15,5 +15,7 @@ struct PrefillParams {
 
 @group(0) @binding(8) var<uniform> pp: PrefillParams;
 @group(0) @binding(9) var<storage, read> q4: array<vec4<f32>>;          // (rows, q_stride), rotated
-@group(0) @binding(10) var<storage, read> v4_cache: array<vec4<f32>>;   // (n_kv_heads, ctx, head_dim)
+// The f16 V cache, (n_kv_heads, ctx, head_dim): an element holds 4 dims as two words
+// of two halves each (dims 2j, 2j + 1 per word).
+@group(0) @binding(10) var<storage, read> v2_cache: array<vec2<u32>>;
 @group(0) @binding(11) var<storage, read_write> out4: array<vec4<f32>>; // (rows, out_stride)

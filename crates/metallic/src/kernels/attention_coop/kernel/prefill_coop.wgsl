@@ -11,8 +11,9 @@
 //    O on its way out. Q·Kᵀ runs twice: 1.5x the multiplies of a one-pass flash
 //    attention, all of them on tensor cores.
 //
-// No seq x seq matrix exists: one slot's scores are 16 x BK floats. Q, K and V are
-// rounded to f16 (as the GEMMs round x and W); accumulation and the softmax are f32.
+// No seq x seq matrix exists: one slot's scores are 16 x BK floats. Q is rounded to f16
+// (as the GEMMs round x and W), K and V are f16 in the cache; accumulation and the
+// softmax are f32.
 //
 // Subgroups: slot s goes to subgroup s % n_sg in sweep s / n_sg (each sweep walks the keys
 // again); subgroups without a slot only stage tiles. Row statistics combine lanes with
@@ -36,8 +37,10 @@ override VP: u32 = HEAD_DIM / 4u + 2u;
 const PP: u32 = BK / 4u + 2u;
 
 @group(0) @binding(1) var<storage, read> state: StepState;
-// (n_kv_heads, head_dim, ctx), read as vec4s of keys: ctx is a multiple of 4.
-@group(0) @binding(3) var<storage, read> k4_cache: array<vec4<f32>>;
+// The f16 K cache (see attention/kernel/common.wgsl): (n_kv_heads, head_dim / 2, ctx)
+// words, each a dim pair (i, i + head_dim / 2) of one key, read as vec4s of 4 keys: ctx
+// is a multiple of 4.
+@group(0) @binding(3) var<storage, read> k4_cache: array<vec4<u32>>;
 
 var<workgroup> qs: array<vec4<f16>, BQ * QP>;        // scaled q rows
 var<workgroup> kv: array<vec4<f16>, HEAD_DIM * KP>;  // a K tile (HEAD_DIM x KP), or a V tile (BK x VP)
@@ -46,19 +49,25 @@ var<workgroup> ps: array<vec4<f16>, SLOTS * 16u * PP>; // each slot's probabilit
 var<workgroup> row_max: array<f32, BQ>;
 var<workgroup> row_sum: array<f32, BQ>;
 
-// K tile: dims x keys t0.., f16, keys at or past n_keys zero (the cache holds stale
-// values there).
+// K tile: dims x keys t0.., keys at or past n_keys zero (the cache holds stale values
+// there). 4 keys of dim pair i fill 4 keys of dims i and i + HEAD_DIM / 2.
 fn stage_k(lid: u32, k_base4: u32, t0: u32, n_keys: u32) {
-    for (var i = lid; i < HEAD_DIM * (BK / 4u); i += C_THREADS) {
-        let d = i / (BK / 4u);
+    let half = HEAD_DIM / 2u;
+    for (var i = lid; i < half * (BK / 4u); i += C_THREADS) {
+        let pair = i / (BK / 4u);
         let j = i % (BK / 4u);
         let t = t0 + 4u * j;
-        var k = vec4<f32>(0.0);
+        var w = vec4<u32>(0u);
         if (t < n_keys) {
-            k = k4_cache[k_base4 + d * (pp.ctx / 4u) + t / 4u];
-            k = select(vec4<f32>(0.0), k, vec4<u32>(t) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n_keys));
+            w = k4_cache[k_base4 + pair * (pp.ctx / 4u) + t / 4u];
+            w = select(vec4<u32>(0u), w, vec4<u32>(t) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n_keys));
         }
-        kv[d * KP + j] = vec4<f16>(k);
+        let k0 = unpack2x16float(w.x);
+        let k1 = unpack2x16float(w.y);
+        let k2 = unpack2x16float(w.z);
+        let k3 = unpack2x16float(w.w);
+        kv[pair * KP + j] = vec4<f16>(vec4<f32>(k0.x, k1.x, k2.x, k3.x));
+        kv[(pair + half) * KP + j] = vec4<f16>(vec4<f32>(k0.y, k1.y, k2.y, k3.y));
     }
 }
 
@@ -68,11 +77,11 @@ fn stage_v(lid: u32, v_base: u32, t0: u32, n_keys: u32) {
     for (var i = lid; i < BK * hd4; i += C_THREADS) {
         let j = i / hd4;
         let c = i % hd4;
-        var v = vec4<f32>(0.0);
+        var w = vec2<u32>(0u);
         if (t0 + j < n_keys) {
-            v = v4_cache[v_base + (t0 + j) * hd4 + c];
+            w = v2_cache[v_base + (t0 + j) * hd4 + c];
         }
-        kv[j * VP + c] = vec4<f16>(v);
+        kv[j * VP + c] = vec4<f16>(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)));
     }
 }
 
@@ -114,7 +123,7 @@ fn prefill_coop(
     let rows_here = min(BQ, n_rows - m0);
     let n_keys = pos + m0 + rows_here;  // keys the tile's last row sees
     let kvh = h / (pp.n_heads / pp.n_kv_heads);
-    let k_base4 = kvh * HEAD_DIM * (pp.ctx / 4u);
+    let k_base4 = kvh * (HEAD_DIM / 2u) * (pp.ctx / 4u);
     let v_base = kvh * pp.ctx * hd4;
 
     for (var i = lid; i < BQ * hd4; i += C_THREADS) {

@@ -3,7 +3,8 @@
 // (q_dim + 2 kv_dim rows); its first p.rope_rows = q_dim + kv_dim rows are computed in
 // rotation pairs (see weight_row), so the thread finishing a pair holds both halves.
 // Rotated q goes to the Q columns of y in their original order (attention reads it there);
-// rotated k and v go straight to the cache at position state.pos + batch row. The K and V
+// rotated k and v go straight to the f16 cache at position state.pos + batch row, a word
+// (two halves) per thread: a K rotation pair, or two neighbouring V dims. The K and V
 // columns of y are not written.
 
 struct RopeParams {
@@ -14,8 +15,10 @@ struct RopeParams {
     inv_freq: array<vec4<f32>, 32>,    // (head_dim / 2) inverse frequencies, from theta
 }
 
-@group(0) @binding(8) var<storage, read_write> k_cache: array<f32>;  // (n_kv_heads, head_dim, ctx): transposed for attention
-@group(0) @binding(9) var<storage, read_write> v_cache: array<f32>;  // (n_kv_heads, ctx, head_dim)
+// Layouts as in rope_kv: K (n_kv_heads, head_dim / 2, ctx) words of pairs (i, i + half),
+// V (n_kv_heads, ctx, head_dim / 2) words of dims (2j, 2j + 1).
+@group(0) @binding(8) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(9) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(10) var<uniform> rope: RopeParams;
 
 fn finish_rope(su: Setup, lid: u32) {
@@ -34,16 +37,19 @@ fn finish_rope(su: Setup, lid: u32) {
     let pos = state.pos + su.x_row;
     let scale = norm_scale(su);
     let s = row_sum(su, lid, scale) + bias[w_row];
-    if (slot >= p.rope_rows) {
-        // V: a plain copy into the cache.
-        let c = slot - p.rope_rows;
-        v_cache[((c / hd) * rope.ctx + pos) * hd + c % hd] = s;
-        return;
-    }
-    // Even slots hold element i of a head, odd slots element i + half: rotate the pair.
+    // The even thread of each pair writes the pair's word (chunks start at head
+    // boundaries, so slot parity is lid parity).
     if ((lid & 1u) != 0u) {
         return;
     }
+    if (slot >= p.rope_rows) {
+        // V: dims c and c + 1, a plain copy into the cache.
+        let c = slot - p.rope_rows;
+        let s1 = row_sum(su, lid + 1u, scale) + bias[w_row + 1u];
+        v_cache[((c / hd) * rope.ctx + pos) * half + (c % hd) / 2u] = pack2x16float(vec2<f32>(s, s1));
+        return;
+    }
+    // Even slots hold element i of a head, odd slots element i + half: rotate the pair.
     let x0 = s;
     let x1 = row_sum(su, lid + 1u, scale) + bias[w_row + half];
     let i = (slot % hd) / 2u;
@@ -56,8 +62,6 @@ fn finish_rope(su: Setup, lid: u32) {
         y[yi] = r0;
         y[yi + half] = r1;
     } else {
-        let kb = ((head - rope.n_heads) * hd + i) * rope.ctx + pos;
-        k_cache[kb] = r0;
-        k_cache[kb + half * rope.ctx] = r1;
+        k_cache[((head - rope.n_heads) * half + i) * rope.ctx + pos] = pack2x16float(vec2<f32>(r0, r1));
     }
 }

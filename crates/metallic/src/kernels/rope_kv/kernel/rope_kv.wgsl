@@ -1,4 +1,5 @@
-// NEOX-style RoPE on Q (in place) and K of a fused QKV row, then k and v appended to the layer's KV cache.
+// NEOX-style RoPE on Q (in place) and K of a fused QKV row, then k and v appended to the
+// layer's f16 KV cache.
 // Workgroup (h, m): h < n_heads rotates query head h of batch row m; the rest handle
 // KV head h - n_heads.
 
@@ -16,8 +17,11 @@ struct RopeParams {
 @group(0) @binding(0) var<uniform> p: RopeParams;
 @group(0) @binding(1) var<storage, read> state: StepState;
 @group(0) @binding(2) var<storage, read_write> qkv: array<f32>;      // (rows, stride): Q | K | V
-@group(0) @binding(5) var<storage, read_write> k_cache: array<f32>;  // (n_kv_heads, head_dim, ctx): transposed for attention
-@group(0) @binding(6) var<storage, read_write> v_cache: array<f32>;  // (n_kv_heads, ctx, head_dim)
+// The f16 caches, two halves per word (layouts: attention/kernel/common.wgsl and
+// prefill_io.wgsl). K: (n_kv_heads, head_dim / 2, ctx) words of rotation pairs (i, i + half);
+// V: (n_kv_heads, ctx, head_dim / 2) words of dims (2j, 2j + 1).
+@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(7) var<storage, read> inv_freq: array<f32>;       // (head_dim / 2), from theta
 
 @compute @workgroup_size(64)
@@ -41,13 +45,10 @@ fn rope_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
             let b = m * p.stride + p.k_offset + kvh * p.head_dim + i;
             let x0 = qkv[b];
             let x1 = qkv[b + half_dim];
-            let kb = (kvh * p.head_dim + i) * p.ctx + pos;
-            k_cache[kb] = x0 * c - x1 * s;
-            k_cache[kb + half_dim * p.ctx] = x1 * c + x0 * s;
-            let vb = (kvh * p.ctx + pos) * p.head_dim + i;
-            let src = m * p.stride + p.v_offset + kvh * p.head_dim + i;
-            v_cache[vb] = qkv[src];
-            v_cache[vb + half_dim] = qkv[src + half_dim];
+            k_cache[(kvh * half_dim + i) * p.ctx + pos] = pack2x16float(vec2<f32>(x0 * c - x1 * s, x1 * c + x0 * s));
+            // Thread i also copies V word i: dims 2i and 2i + 1.
+            let src = m * p.stride + p.v_offset + kvh * p.head_dim + 2u * i;
+            v_cache[(kvh * p.ctx + pos) * half_dim + i] = pack2x16float(vec2<f32>(qkv[src], qkv[src + 1u]));
         }
     }
 }
