@@ -396,6 +396,11 @@ fn coop_blocker(gpu: &Gpu, shape: &AttnShape) -> Option<String> {
         Some(format!(
             "it needs {bytes} bytes of workgroup memory at head_dim {hd}, the device has {limit}"
         ))
+    } else if gpu.limits.max_compute_invocations_per_workgroup < attention_coop::THREADS {
+        Some(format!(
+            "it needs workgroups of {} threads",
+            attention_coop::THREADS
+        ))
     } else {
         None
     }
@@ -414,9 +419,11 @@ pub fn prefill(gpu: &Gpu, b: &AttentionBindings<'_>, shape: &AttnShape) -> Resul
     }
 }
 
-/// [`prefill`] on cooperative matrices (`attention_coop`): q, K, V and the
-/// probabilities rounded to f16, f32 accumulation and softmax; 64 rows per workgroup.
-/// Needs `shape.ctx` a multiple of 4 (K is read as vec4s of keys).
+/// [`prefill`] on cooperative matrices (`attention_coop`): q and the probabilities
+/// rounded to f16 (K and V are f16 already), f32 accumulation and softmax. One workgroup
+/// per KV head and block of positions serves every query head of the GQA group, so each
+/// K/V tile is staged once per group. Needs `shape.ctx` a multiple of 4 (K is read as
+/// vec4s of keys).
 pub fn prefill_coop(
     gpu: &Gpu,
     b: &AttentionBindings<'_>,
@@ -428,10 +435,11 @@ pub fn prefill_coop(
             "attention: the cooperative-matrix prefill cannot run: {why}"
         )));
     }
+    let blocks = attention_coop::position_blocks(shape.n_heads / shape.n_kv_heads);
     let pipeline = gpu.pipeline(
         attention_coop::FAMILY,
         "prefill_coop",
-        &[("HEAD_DIM", shape.head_dim as f64)],
+        &[("HEAD_DIM", shape.head_dim as f64), ("PB", blocks as f64)],
     )?;
     let bind_group = prefill_bind_group(gpu, b, shape, &pipeline, "attention.prefill_coop");
     Ok(vec![Dispatch {
@@ -439,8 +447,8 @@ pub fn prefill_coop(
         pipeline,
         bind_group,
         grid: Grid::RowTiles {
-            x: shape.n_heads,
-            tile_rows: attention_coop::ROWS,
+            x: shape.n_kv_heads,
+            tile_rows: 16 * blocks,
         },
     }])
 }

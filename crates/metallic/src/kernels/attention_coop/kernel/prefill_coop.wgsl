@@ -1,7 +1,11 @@
-// Causal prefill attention on cooperative matrices. Workgroup (h, y) owns query head h
-// for batch rows y*BQ .. y*BQ + BQ (row m at position pos + m sees keys 0..=pos + m),
-// as BQ / 16 slots of 16 rows, one subgroup each. Key tiles of BK walk up to the last
-// row's limit, twice:
+// Causal prefill attention on cooperative matrices, one workgroup per KV head and block of
+// 16 PB positions: every query head of the GQA group reads the same K and V tiles, so the
+// workgroup stages each tile once for all of them (with 7 query heads per KV head, a
+// seventh of the staging of one workgroup per query head).
+//
+// Work is cut in slots of 16 rows: slot s is query head kvh * G + s % G (G = n_heads /
+// n_kv_heads) at positions m0 + 16 (s / G) .., one subgroup each. Row m (position pos + m)
+// sees keys 0..=pos + m. Key tiles of BK walk up to the workgroup's last row, twice:
 //
 // 1. S = Q·Kᵀ per tile (coopMultiplyAdd over head_dim in steps of 16); two lanes per row
 //    fold its scores into the row's running max (in workgroup memory).
@@ -11,27 +15,31 @@
 //    O on its way out. Q·Kᵀ runs twice: 1.5x the multiplies of a one-pass flash
 //    attention, all of them on tensor cores.
 //
+// Q stays in registers as A fragments for the whole walk (staged 16 dims at a time through
+// the probabilities' buffer), which leaves the workgroup memory to K/V, scores and
+// probabilities: 33 KiB at head_dim 64, 37 KiB at 128.
+//
 // No seq x seq matrix exists: one slot's scores are 16 x BK floats. Q is rounded to f16
 // (as the GEMMs round x and W), K and V are f16 in the cache; accumulation and the
 // softmax are f32.
 //
-// Subgroups: slot s goes to subgroup s % n_sg in sweep s / n_sg (each sweep walks the keys
-// again); subgroups without a slot only stage tiles. Row statistics combine lanes with
-// subgroupShuffleXor within aligned groups of 8, so the subgroup size must be a multiple
-// of 8 (every adapter with cooperative matrices: 32 on NVIDIA and Apple, 32 or 64 on AMD).
+// Subgroups: the first min(n_sg, MAX_SLOTS) subgroups take a slot each per sweep, and each
+// sweep walks the keys again (G > 8, or subgroups of 64); the rest only stage tiles. Row
+// statistics combine lanes with subgroupShuffleXor within aligned groups of 8, so the
+// subgroup size must be a multiple of 8 (every adapter with cooperative matrices: 32 on
+// NVIDIA and Apple, 32 or 64 on AMD).
 
 override HEAD_DIM: u32 = 64u;  // a multiple of 16, 32..=128
+override PB: u32 = 1u;         // 16-position blocks per workgroup: max(1, 8 / G), mod.rs
 
 // "Minus infinity" for masked scores: exp2(NEG - m) is 0 for any finite m.
 const NEG: f32 = -3.0e38;
 
-const BQ: u32 = 64u;           // rows per workgroup: 4 slots of 16
-const SLOTS: u32 = BQ / 16u;
 const BK: u32 = 32u;           // keys per tile
-const C_THREADS: u32 = 128u;
+const C_THREADS: u32 = 256u;
+const MAX_SLOTS: u32 = 8u;     // slots in flight per sweep
 // vec4<f16> pitches of the staged rows, each 8 halves of padding (16-byte aligned rows
-// on distinct banks): q (row, dim), K (dim, key), V (key, dim), P (row, key).
-override QP: u32 = HEAD_DIM / 4u + 2u;
+// on distinct banks): K (dim, key), V (key, dim), P (row, key; also q pieces).
 const KP: u32 = BK / 4u + 2u;
 override VP: u32 = HEAD_DIM / 4u + 2u;
 const PP: u32 = BK / 4u + 2u;
@@ -42,12 +50,21 @@ const PP: u32 = BK / 4u + 2u;
 // is a multiple of 4.
 @group(0) @binding(3) var<storage, read> k4_cache: array<vec4<u32>>;
 
-var<workgroup> qs: array<vec4<f16>, BQ * QP>;        // scaled q rows
 var<workgroup> kv: array<vec4<f16>, HEAD_DIM * KP>;  // a K tile (HEAD_DIM x KP), or a V tile (BK x VP)
-var<workgroup> ss: array<f32, SLOTS * 16u * BK>;     // each slot's scores, (16, BK)
-var<workgroup> ps: array<vec4<f16>, SLOTS * 16u * PP>; // each slot's probabilities
-var<workgroup> row_max: array<f32, BQ>;
-var<workgroup> row_sum: array<f32, BQ>;
+var<workgroup> ss: array<f32, MAX_SLOTS * 16u * BK>;     // each slot's scores, (16, BK)
+var<workgroup> ps: array<vec4<f16>, MAX_SLOTS * 16u * PP>; // each slot's probabilities (or q piece)
+var<workgroup> row_max: array<f32, MAX_SLOTS * 16u>;
+var<workgroup> row_sum: array<f32, MAX_SLOTS * 16u>;
+
+// Where a slot works: its query head and its first row in the chunk.
+struct Slot {
+    head: u32,
+    m: u32,
+}
+
+fn slot_at(kvh: u32, group: u32, m0: u32, s: u32) -> Slot {
+    return Slot(kvh * group + s % group, m0 + 16u * (s / group));
+}
 
 // K tile: dims x keys t0.., keys at or past n_keys zero (the cache holds stale values
 // there). 4 keys of dim pair i fill 4 keys of dims i and i + HEAD_DIM / 2.
@@ -85,19 +102,67 @@ fn stage_v(lid: u32, v_base: u32, t0: u32, n_keys: u32) {
     }
 }
 
-// The slot's 16 x BK scores of the staged K tile, into its part of ss.
-fn scores(slot: u32) {
+// Dims 16 ds.. of the sweep's slots' q rows, scaled, into their parts of ps (rows past
+// the chunk zero), between barriers: every subgroup calls it.
+fn stage_q_piece(lid: u32, ds: u32, kvh: u32, group: u32, m0: u32, first: u32, n_slots: u32) {
+    workgroupBarrier();  // the previous piece's fragments are loaded
+    for (var i = lid; i < n_slots * 64u; i += C_THREADS) {
+        let ls = i / 64u;
+        let r = (i / 4u) % 16u;
+        let c = i % 4u;
+        let sl = slot_at(kvh, group, m0, first + ls);
+        var v = vec4<f32>(0.0);
+        if (sl.m + r < state.n_rows) {
+            v = q4[(sl.m + r) * pp.q_stride4 + sl.head * (HEAD_DIM / 4u) + 4u * ds + c] * pp.scale;
+        }
+        ps[(ls * 16u + r) * PP + c] = vec4<f16>(v);
+    }
+    workgroupBarrier();
+}
+
+// The slot's 16 x BK scores against the staged K tile, into its part of ss.
+fn scores(
+    ls: u32,
+    q0: coop_mat16x16<f16, A>,
+    q1: coop_mat16x16<f16, A>,
+    q2: coop_mat16x16<f16, A>,
+    q3: coop_mat16x16<f16, A>,
+    q4_: coop_mat16x16<f16, A>,
+    q5: coop_mat16x16<f16, A>,
+    q6: coop_mat16x16<f16, A>,
+    q7: coop_mat16x16<f16, A>,
+) {
     var s0 = coop_mat16x16<f32, C>();
     var s1 = coop_mat16x16<f32, C>();
-    let qa = slot * 16u * QP;
-    for (var ds = 0u; ds < HEAD_DIM / 16u; ds++) {
-        let a = coopLoadT<coop_mat16x16<f16, A>>(&qs[qa + 4u * ds], QP);
-        let b0 = coopLoadT<coop_mat16x16<f16, B>>(&kv[16u * ds * KP], KP);
-        let b1 = coopLoadT<coop_mat16x16<f16, B>>(&kv[16u * ds * KP + 4u], KP);
-        s0 = coopMultiplyAdd(a, b0, s0);
-        s1 = coopMultiplyAdd(a, b1, s1);
+    s0 = coopMultiplyAdd(q0, coopLoadT<coop_mat16x16<f16, B>>(&kv[0u], KP), s0);
+    s1 = coopMultiplyAdd(q0, coopLoadT<coop_mat16x16<f16, B>>(&kv[4u], KP), s1);
+    s0 = coopMultiplyAdd(q1, coopLoadT<coop_mat16x16<f16, B>>(&kv[16u * KP], KP), s0);
+    s1 = coopMultiplyAdd(q1, coopLoadT<coop_mat16x16<f16, B>>(&kv[16u * KP + 4u], KP), s1);
+    if (HEAD_DIM > 32u) {
+        s0 = coopMultiplyAdd(q2, coopLoadT<coop_mat16x16<f16, B>>(&kv[32u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q2, coopLoadT<coop_mat16x16<f16, B>>(&kv[32u * KP + 4u], KP), s1);
     }
-    let at = slot * 16u * BK;
+    if (HEAD_DIM > 48u) {
+        s0 = coopMultiplyAdd(q3, coopLoadT<coop_mat16x16<f16, B>>(&kv[48u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q3, coopLoadT<coop_mat16x16<f16, B>>(&kv[48u * KP + 4u], KP), s1);
+    }
+    if (HEAD_DIM > 64u) {
+        s0 = coopMultiplyAdd(q4_, coopLoadT<coop_mat16x16<f16, B>>(&kv[64u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q4_, coopLoadT<coop_mat16x16<f16, B>>(&kv[64u * KP + 4u], KP), s1);
+    }
+    if (HEAD_DIM > 80u) {
+        s0 = coopMultiplyAdd(q5, coopLoadT<coop_mat16x16<f16, B>>(&kv[80u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q5, coopLoadT<coop_mat16x16<f16, B>>(&kv[80u * KP + 4u], KP), s1);
+    }
+    if (HEAD_DIM > 96u) {
+        s0 = coopMultiplyAdd(q6, coopLoadT<coop_mat16x16<f16, B>>(&kv[96u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q6, coopLoadT<coop_mat16x16<f16, B>>(&kv[96u * KP + 4u], KP), s1);
+    }
+    if (HEAD_DIM > 112u) {
+        s0 = coopMultiplyAdd(q7, coopLoadT<coop_mat16x16<f16, B>>(&kv[112u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q7, coopLoadT<coop_mat16x16<f16, B>>(&kv[112u * KP + 4u], KP), s1);
+    }
+    let at = ls * 16u * BK;
     coopStoreT(s0, &ss[at], BK);
     coopStoreT(s1, &ss[at + 16u], BK);
 }
@@ -112,59 +177,107 @@ fn prefill_coop(
     @builtin(subgroup_size) sg_size: u32,
 ) {
     let hd4 = HEAD_DIM / 4u;
-    let h = wg.x;
-    let m0 = wg.y * BQ;
+    let kvh = wg.x;
+    let m0 = wg.y * 16u * PB;
     // Read-only storage is uniform, so the loop bounds below may hold barriers.
     let pos = state.pos;
     let n_rows = state.n_rows;
     if (m0 >= n_rows) {
         return;
     }
-    let rows_here = min(BQ, n_rows - m0);
-    let n_keys = pos + m0 + rows_here;  // keys the tile's last row sees
-    let kvh = h / (pp.n_heads / pp.n_kv_heads);
+    let group = pp.n_heads / pp.n_kv_heads;
+    let n_keys = pos + min(m0 + 16u * PB, n_rows);  // keys the workgroup's last row sees
     let k_base4 = kvh * (HEAD_DIM / 2u) * (pp.ctx / 4u);
     let v_base = kvh * pp.ctx * hd4;
 
-    for (var i = lid; i < BQ * hd4; i += C_THREADS) {
-        let r = i / hd4;
-        let c = i % hd4;
-        var v = vec4<f32>(0.0);
-        if (r < rows_here) {
-            v = q4[(m0 + r) * pp.q_stride4 + h * hd4 + c] * pp.scale;
-        }
-        qs[r * QP + c] = vec4<f16>(v);
-    }
-    for (var r = lid; r < BQ; r += C_THREADS) {
-        row_max[r] = NEG;
-        row_sum[r] = 0.0;
-    }
-
-    let sweeps = (SLOTS + n_sg - 1u) / n_sg;
+    let per_sweep = min(n_sg, MAX_SLOTS);
+    let total = group * PB;
+    let sweeps = (total + per_sweep - 1u) / per_sweep;
     for (var sweep = 0u; sweep < sweeps; sweep++) {
-        let slot = sweep * n_sg + sg_id;
-        let owner = slot < SLOTS;  // uniform in the subgroup, as cooperative ops require
-        let r0 = slot * 16u;       // the slot's first row in the tile
+        let first = sweep * per_sweep;
+        let n_here = min(per_sweep, total - first);
+        let ls = sg_id;                   // the subgroup's slot in this sweep
+        let owner = ls < n_here;          // uniform in the subgroup, as cooperative ops require
+        let sl = slot_at(kvh, group, m0, first + min(ls, n_here - 1u));
+        let rl = ls * 16u;                // the slot's first row in ss / ps / the statistics
+
+        // Q fragments, 16 dims at a time through ps.
+        var q0 = coop_mat16x16<f16, A>();
+        var q1 = coop_mat16x16<f16, A>();
+        var q2 = coop_mat16x16<f16, A>();
+        var q3 = coop_mat16x16<f16, A>();
+        var q4_ = coop_mat16x16<f16, A>();
+        var q5 = coop_mat16x16<f16, A>();
+        var q6 = coop_mat16x16<f16, A>();
+        var q7 = coop_mat16x16<f16, A>();
+        stage_q_piece(lid, 0u, kvh, group, m0, first, n_here);
+        if (owner) {
+            q0 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+        }
+        stage_q_piece(lid, 1u, kvh, group, m0, first, n_here);
+        if (owner) {
+            q1 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+        }
+        if (HEAD_DIM > 32u) {
+            stage_q_piece(lid, 2u, kvh, group, m0, first, n_here);
+            if (owner) {
+                q2 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+            }
+        }
+        if (HEAD_DIM > 48u) {
+            stage_q_piece(lid, 3u, kvh, group, m0, first, n_here);
+            if (owner) {
+                q3 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+            }
+        }
+        if (HEAD_DIM > 64u) {
+            stage_q_piece(lid, 4u, kvh, group, m0, first, n_here);
+            if (owner) {
+                q4_ = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+            }
+        }
+        if (HEAD_DIM > 80u) {
+            stage_q_piece(lid, 5u, kvh, group, m0, first, n_here);
+            if (owner) {
+                q5 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+            }
+        }
+        if (HEAD_DIM > 96u) {
+            stage_q_piece(lid, 6u, kvh, group, m0, first, n_here);
+            if (owner) {
+                q6 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+            }
+        }
+        if (HEAD_DIM > 112u) {
+            stage_q_piece(lid, 7u, kvh, group, m0, first, n_here);
+            if (owner) {
+                q7 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
+            }
+        }
+        for (var r = lid; r < MAX_SLOTS * 16u; r += C_THREADS) {
+            row_max[r] = NEG;
+            row_sum[r] = 0.0;
+        }
 
         // Pass 1: each row's max over its keys. Lanes 2r and 2r + 1 take row r's two
         // halves of the tile.
         for (var t0 = 0u; t0 < n_keys; t0 += BK) {
-            workgroupBarrier();  // the previous tile's readers are done with kv
+            workgroupBarrier();  // the previous tile's readers are done with kv (and ps)
             stage_k(lid, k_base4, t0, n_keys);
             workgroupBarrier();
             if (owner) {
-                scores(slot);
+                scores(ls, q0, q1, q2, q3, q4_, q5, q6, q7);
             }
             workgroupBarrier();
             if (owner) {
                 for (var e = lane; e < 32u; e += sg_size) {
                     let r = e / 2u;
                     let j0 = 16u * (e % 2u);
-                    let limit = pos + m0 + r0 + r;  // row r sees keys t <= limit
+                    let limit = pos + sl.m + r;  // row r sees keys t <= limit
                     var m = NEG;
                     for (var q = 0u; q < 4u; q++) {
                         let j = j0 + 4u * q;
-                        let at = (r0 + r) * BK + j;
+                        let at = (rl + r) * BK + j;
                         let s = vec4<f32>(ss[at], ss[at + 1u], ss[at + 2u], ss[at + 3u]);
                         let live = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u) <= vec4<u32>(limit);
                         let v = select(vec4<f32>(NEG), s, live);
@@ -172,7 +285,7 @@ fn prefill_coop(
                     }
                     m = max(m, subgroupShuffleXor(m, 1u));
                     if (j0 == 0u) {
-                        row_max[r0 + r] = max(row_max[r0 + r], m);
+                        row_max[rl + r] = max(row_max[rl + r], m);
                     }
                 }
             }
@@ -192,7 +305,7 @@ fn prefill_coop(
             stage_k(lid, k_base4, t0, n_keys);
             workgroupBarrier();
             if (owner) {
-                scores(slot);
+                scores(ls, q0, q1, q2, q3, q4_, q5, q6, q7);
             }
             workgroupBarrier();  // every slot's scores are out: kv may take V
             if (owner) {
@@ -200,18 +313,18 @@ fn prefill_coop(
                 for (var e = lane; e < 16u * (BK / 4u); e += sg_size) {
                     let r = e / (BK / 4u);
                     let j = 4u * (e % (BK / 4u));
-                    let limit = pos + m0 + r0 + r;
-                    let at = (r0 + r) * BK + j;
+                    let limit = pos + sl.m + r;
+                    let at = (rl + r) * BK + j;
                     let s = vec4<f32>(ss[at], ss[at + 1u], ss[at + 2u], ss[at + 3u]);
                     let live = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u) <= vec4<u32>(limit);
-                    let p = select(vec4<f32>(0.0), exp2(s - row_max[r0 + r]), live);
-                    ps[(r0 + r) * PP + j / 4u] = vec4<f16>(p);
+                    let p = select(vec4<f32>(0.0), exp2(s - row_max[rl + r]), live);
+                    ps[(rl + r) * PP + j / 4u] = vec4<f16>(p);
                     var l = p.x + p.y + p.z + p.w;
                     l += subgroupShuffleXor(l, 1u);
                     l += subgroupShuffleXor(l, 2u);
                     l += subgroupShuffleXor(l, 4u);
                     if (j == 0u) {
-                        row_sum[r0 + r] += l;
+                        row_sum[rl + r] += l;
                     }
                 }
             }
@@ -219,7 +332,7 @@ fn prefill_coop(
             workgroupBarrier();
             if (owner) {
                 for (var ks = 0u; ks < BK / 16u; ks++) {
-                    let a = coopLoadT<coop_mat16x16<f16, A>>(&ps[r0 * PP + 4u * ks], PP);
+                    let a = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP + 4u * ks], PP);
                     let vb = 16u * ks * VP;
                     o0 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb], VP), o0);
                     o1 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 4u], VP), o1);
@@ -246,44 +359,43 @@ fn prefill_coop(
         }
 
         // Out through the slot's part of ss, 16 x 16 at a time.
-        emit(owner, o0, slot, 0u, rows_here, m0, h, lane, sg_size);
-        emit(owner, o1, slot, 1u, rows_here, m0, h, lane, sg_size);
+        emit(owner, o0, ls, sl, 0u, n_rows, lane, sg_size);
+        emit(owner, o1, ls, sl, 1u, n_rows, lane, sg_size);
         if (HEAD_DIM > 32u) {
-            emit(owner, o2, slot, 2u, rows_here, m0, h, lane, sg_size);
+            emit(owner, o2, ls, sl, 2u, n_rows, lane, sg_size);
         }
         if (HEAD_DIM > 48u) {
-            emit(owner, o3, slot, 3u, rows_here, m0, h, lane, sg_size);
+            emit(owner, o3, ls, sl, 3u, n_rows, lane, sg_size);
         }
         if (HEAD_DIM > 64u) {
-            emit(owner, o4, slot, 4u, rows_here, m0, h, lane, sg_size);
+            emit(owner, o4, ls, sl, 4u, n_rows, lane, sg_size);
         }
         if (HEAD_DIM > 80u) {
-            emit(owner, o5, slot, 5u, rows_here, m0, h, lane, sg_size);
+            emit(owner, o5, ls, sl, 5u, n_rows, lane, sg_size);
         }
         if (HEAD_DIM > 96u) {
-            emit(owner, o6, slot, 6u, rows_here, m0, h, lane, sg_size);
+            emit(owner, o6, ls, sl, 6u, n_rows, lane, sg_size);
         }
         if (HEAD_DIM > 112u) {
-            emit(owner, o7, slot, 7u, rows_here, m0, h, lane, sg_size);
+            emit(owner, o7, ls, sl, 7u, n_rows, lane, sg_size);
         }
     }
 }
 
-// Dims 16 i.. of the slot's 16 rows to out, divided by the rows' sums. The barriers are workgroup-wide, so every
-// subgroup takes them, owners or not.
+// Dims 16 i.. of the slot's 16 rows to out, divided by the rows' sums. The barriers are
+// workgroup-wide, so every subgroup takes them, owners or not.
 fn emit(
     owner: bool,
     o: coop_mat16x16<f32, C>,
-    slot: u32,
+    ls: u32,
+    sl: Slot,
     i: u32,
-    rows_here: u32,
-    m0: u32,
-    h: u32,
+    n_rows: u32,
     lane: u32,
     sg_size: u32,
 ) {
     workgroupBarrier();
-    let at = slot * 16u * BK;
+    let at = ls * 16u * BK;
     if (owner) {
         coopStoreT(o, &ss[at], 16u);
     }
@@ -292,10 +404,10 @@ fn emit(
         for (var e = lane; e < 64u; e += sg_size) {
             let r = e / 4u;
             let c = e % 4u;
-            if (slot * 16u + r < rows_here) {
+            if (sl.m + r < n_rows) {
                 let b = at + r * 16u + 4u * c;
-                let inv = 1.0 / row_sum[slot * 16u + r];
-                out4[(m0 + slot * 16u + r) * pp.out_stride4 + h * (HEAD_DIM / 4u) + 4u * i + c] =
+                let inv = 1.0 / row_sum[ls * 16u + r];
+                out4[(sl.m + r) * pp.out_stride4 + sl.head * (HEAD_DIM / 4u) + 4u * i + c] =
                     vec4<f32>(ss[b], ss[b + 1u], ss[b + 2u], ss[b + 3u]) * inv;
             }
         }
