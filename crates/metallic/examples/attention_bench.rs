@@ -6,8 +6,9 @@
 //! METALLIC_BENCH_M=512 METALLIC_ATTN_TILES=32,32,8 attention_bench
 //! ```
 //!
-//! One prompt chunk of M rows from position 0 (causal: M²/2 scores per head), random q
-//! and K/V caches (speed does not depend on the values). Prints µs (median of
+//! One prompt chunk of M rows from position `METALLIC_BENCH_POS` (default 0; causal:
+//! M²/2 + M·pos scores per head), random q and K/V caches (speed does not depend on the
+//! values). A chunk at a later position is what a long prompt's later chunks cost. Prints µs (median of
 //! `METALLIC_BENCH_REPS`, default 10, after a warm-up) and the rate in TFLOP/s counting
 //! 4 · head_dim FLOPs per visible (query, key) pair. Built with `--features src_kernels`
 //! it reads the WGSL from `$METALLIC_KERNEL_DIR`, so edited copies of the kernel (parts
@@ -38,22 +39,26 @@ fn main() {
         .collect();
     let reps: usize = env_or("METALLIC_BENCH_REPS", "10").parse().expect("REPS");
     let prof = Profiler::new(&gpu, 4).expect("timestamp queries");
+    let pos: u32 = env_or("METALLIC_BENCH_POS", "0")
+        .trim()
+        .parse()
+        .expect("METALLIC_BENCH_POS: a position");
     println!("adapter: {}", gpu.describe());
-    println!("| model | heads | head_dim | M | µs | TFLOP/s |");
-    println!("|---|---|---|---|---:|---:|");
+    println!("| model | heads | head_dim | pos | M | µs | TFLOP/s |");
+    println!("|---|---|---|---:|---:|---:|---:|");
     for &(model, n_heads, n_kv_heads, head_dim) in SHAPES {
         for &m in &ms {
             let shape = AttnShape {
                 n_heads,
                 n_kv_heads,
                 head_dim,
-                ctx: m,
+                ctx: (pos + m).next_multiple_of(4),
             };
             let mut rng = Rng::new(5);
             let q = Activation::new(&gpu, "q", m, n_heads * head_dim).expect("q");
             let out = Activation::new(&gpu, "out", m, n_heads * head_dim).expect("out");
             // The caches hold f16 values, two per word.
-            let cache_values = (n_kv_heads * head_dim * m) as usize;
+            let cache_values = (n_kv_heads * head_dim * shape.ctx) as usize;
             let k_cache = storage_buffer(&gpu, "k", cache_values as u64 * 2);
             let v_cache = storage_buffer(&gpu, "v", cache_values as u64 * 2);
             let q_values = rng.vec((m * q.stride) as usize, 1.0, 0.0);
@@ -70,7 +75,7 @@ fn main() {
             }
             let state = storage_buffer(&gpu, "state", 16);
             gpu.queue
-                .write_buffer(&state, 0, bytemuck::cast_slice(&[0u32, m, 0, 0]));
+                .write_buffer(&state, 0, bytemuck::cast_slice(&[pos, m, 0, 0]));
             let b = AttentionBindings {
                 state: &state,
                 q: &q,
@@ -93,10 +98,10 @@ fn main() {
             let mut us: Vec<f64> = (0..reps).map(|_| time()).collect();
             us.sort_by(f64::total_cmp);
             let median = us[us.len() / 2];
-            let pairs = n_heads as f64 * m as f64 * (m as f64 + 1.0) / 2.0;
+            let pairs = n_heads as f64 * m as f64 * ((m as f64 + 1.0) / 2.0 + pos as f64);
             let flops = 4.0 * head_dim as f64 * pairs;
             println!(
-                "| {model} | {n_heads}/{n_kv_heads} | {head_dim} | {m} | {median:.1} | {:.2} |",
+                "| {model} | {n_heads}/{n_kv_heads} | {head_dim} | {pos} | {m} | {median:.1} | {:.2} |",
                 flops / median / 1e6
             );
         }

@@ -8,9 +8,11 @@ mod common;
 use common::*;
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::attention::{
-    decode, decode_splits, decode_tile_keys, prefill, prefill_coop, prefill_with,
-    AttentionBindings, AttnShape, DecodeScratch, PrefillPath, PrefillTiles, MAX_SPLITS,
+    decode, decode_splits, decode_tile_keys, prefill, prefill_coop, prefill_coop_with,
+    prefill_with, AttentionBindings, AttnShape, DecodeScratch, PrefillPath, PrefillTiles,
+    MAX_SPLITS,
 };
+use metallic::kernels::attention_coop::CoopSplit;
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
 
@@ -250,6 +252,8 @@ enum Kernel {
     Default,
     Tiles(PrefillTiles),
     Coop,
+    /// The coop kernel with at most this many query heads per workgroup.
+    CoopHeads(u32),
 }
 
 fn check_prefill(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, kernel: Kernel, pos: u32, rows: u32) {
@@ -277,13 +281,17 @@ fn check_prefill(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, kernel: Kernel, pos: u
         Kernel::Tiles(t) => prefill_with(gpu, &b, s, t).unwrap(),
         Kernel::Default => prefill(gpu, &b, s).unwrap(),
         Kernel::Coop => prefill_coop(gpu, &b, s).unwrap(),
+        Kernel::CoopHeads(n) => {
+            let split = CoopSplit::with_heads(s.n_heads / s.n_kv_heads, n);
+            prefill_coop_with(gpu, &b, s, split).unwrap()
+        }
     };
     run(gpu, d, rows);
     let got = read_f32(gpu, &out.buf);
     let want = attention_ref(&qs, &c.k_host, &c.v_host, s, pos as usize, rows as usize);
     // The coop kernel rounds q and the probabilities to f16 (2^-11 relative each).
     let coop = match kernel {
-        Kernel::Coop => true,
+        Kernel::Coop | Kernel::CoopHeads(_) => true,
         Kernel::Tiles(_) => false,
         Kernel::Default => PrefillPath::choose(gpu, s).unwrap() == PrefillPath::Coop,
     };
@@ -354,8 +362,11 @@ fn prefill_tile_variants() {
 #[test]
 fn prefill_coop_matches_reference() {
     // Every head_dim the kernel takes (each output-accumulator guard), GQA groups of 1 to
-    // 7, rows within one 64-row tile, exactly one, across several with a partial last one,
-    // from pos 0 and from a pos that is not a multiple of the 32-key tile.
+    // 7 and 18 with the default splits (whole groups with 8 or 1 blocks of 16 positions,
+    // groups cut in 2 to 4 parts where there are few KV heads), rows within one 16-row
+    // block, exactly one, across several with a partial last one, from pos 0 and from a
+    // pos that is not a multiple of the 32-key tile. Then explicit splits: whole groups of
+    // 7, 3 and 2 heads (1, 2 and 4 blocks), and groups cut in parts of 3 and 1 heads.
     let gpu = gpu(None);
     if !gpu.coop_matrix_f16 {
         eprintln!(
@@ -378,6 +389,7 @@ fn prefill_coop_matches_reference() {
         (7, 7, 80),
         (2, 1, 96),
         (3, 1, 112),
+        (18, 1, 64),
     ] {
         let s = shape(h, kv, hd, 400);
         for (pos, rows) in [
@@ -390,6 +402,19 @@ fn prefill_coop_matches_reference() {
             (250, 5),
         ] {
             check_prefill(&gpu, &mut rng, &s, Kernel::Coop, pos, rows);
+        }
+    }
+    for (h, kv, hd, heads) in [
+        (14, 2, 64, 8),
+        (14, 2, 64, 3),
+        (6, 2, 48, 8),
+        (2, 1, 96, 8),
+        (28, 4, 128, 3),
+        (6, 2, 48, 1),
+    ] {
+        let s = shape(h, kv, hd, 400);
+        for (pos, rows) in [(0, 17), (37, 64), (201, 130)] {
+            check_prefill(&gpu, &mut rng, &s, Kernel::CoopHeads(heads), pos, rows);
         }
     }
     // A cache of 401 positions cannot be read as vec4s of keys: the default path takes

@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{storage_buffer, uniform_buffer, Dispatch, Gpu, Grid};
-use crate::kernels::attention_coop;
+use crate::kernels::attention_coop::{self, CoopSplit};
 use crate::tensor::Activation;
 
 /// Largest supported head dimension.
@@ -358,14 +358,15 @@ impl PrefillPath {
     /// `tiled`.
     pub fn choose(gpu: &Gpu, shape: &AttnShape) -> Result<Self> {
         let forced = std::env::var("METALLIC_ATTN_PREFILL").unwrap_or_default();
+        let split = coop_split(shape)?;
         match forced.trim() {
             "" | "auto" if std::env::var_os("METALLIC_ATTN_TILES").is_some() => Ok(Self::Tiled),
-            "" | "auto" => Ok(match coop_blocker(gpu, shape) {
+            "" | "auto" => Ok(match coop_blocker(gpu, shape, &split) {
                 None => Self::Coop,
                 Some(_) => Self::Tiled,
             }),
             "tiled" => Ok(Self::Tiled),
-            "coop" => match coop_blocker(gpu, shape) {
+            "coop" => match coop_blocker(gpu, shape, &split) {
                 None => Ok(Self::Coop),
                 Some(why) => Err(Error::Invalid(format!("METALLIC_ATTN_PREFILL=coop: {why}"))),
             },
@@ -376,10 +377,15 @@ impl PrefillPath {
     }
 }
 
+/// How the coop kernel cuts `shape`'s GQA groups.
+fn coop_split(shape: &AttnShape) -> Result<CoopSplit> {
+    CoopSplit::for_group(shape.n_heads / shape.n_kv_heads.max(1), shape.n_kv_heads)
+}
+
 /// Why the cooperative-matrix prefill cannot run for `shape` on `gpu`, if it cannot.
-fn coop_blocker(gpu: &Gpu, shape: &AttnShape) -> Option<String> {
+fn coop_blocker(gpu: &Gpu, shape: &AttnShape, split: &CoopSplit) -> Option<String> {
     let (hd, ctx) = (shape.head_dim, shape.ctx);
-    let bytes = attention_coop::workgroup_bytes(hd);
+    let bytes = split.workgroup_bytes(hd);
     let limit = gpu.limits.max_compute_workgroup_storage_size;
     if !gpu.coop_matrix_f16 {
         Some(format!(
@@ -429,17 +435,37 @@ pub fn prefill_coop(
     b: &AttentionBindings<'_>,
     shape: &AttnShape,
 ) -> Result<Vec<Dispatch>> {
+    prefill_coop_with(gpu, b, shape, coop_split(shape)?)
+}
+
+/// [`prefill_coop`] with an explicit cut of the GQA groups.
+pub fn prefill_coop_with(
+    gpu: &Gpu,
+    b: &AttentionBindings<'_>,
+    shape: &AttnShape,
+    split: CoopSplit,
+) -> Result<Vec<Dispatch>> {
     check(shape, b)?;
-    if let Some(why) = coop_blocker(gpu, shape) {
+    if split != CoopSplit::with_heads(shape.n_heads / shape.n_kv_heads, split.heads) {
+        return Err(Error::Invalid(format!(
+            "attention: {split:?} does not cut groups of {} heads",
+            shape.n_heads / shape.n_kv_heads
+        )));
+    }
+    if let Some(why) = coop_blocker(gpu, shape, &split) {
         return Err(Error::Invalid(format!(
             "attention: the cooperative-matrix prefill cannot run: {why}"
         )));
     }
-    let blocks = attention_coop::position_blocks(shape.n_heads / shape.n_kv_heads);
     let pipeline = gpu.pipeline(
         attention_coop::FAMILY,
         "prefill_coop",
-        &[("HEAD_DIM", shape.head_dim as f64), ("PB", blocks as f64)],
+        &[
+            ("HEAD_DIM", shape.head_dim as f64),
+            ("HG", split.heads as f64),
+            ("PB", split.blocks as f64),
+            ("SLOTS", split.slots() as f64),
+        ],
     )?;
     let bind_group = prefill_bind_group(gpu, b, shape, &pipeline, "attention.prefill_coop");
     Ok(vec![Dispatch {
@@ -447,8 +473,8 @@ pub fn prefill_coop(
         pipeline,
         bind_group,
         grid: Grid::RowTiles {
-            x: shape.n_kv_heads,
-            tile_rows: 16 * blocks,
+            x: shape.n_kv_heads * split.parts,
+            tile_rows: 16 * split.blocks,
         },
     }])
 }

@@ -6,20 +6,91 @@
 /// Kernel family name (`kernel_lib!`, pipeline cache).
 pub const FAMILY: &str = "attention_coop";
 
-/// Slots of 16 query rows a workgroup runs at once (`MAX_SLOTS`), one subgroup each.
-const SLOTS: u64 = 8;
+use crate::error::{Error, Result};
 
 /// Keys per tile (`BK`).
 const KEYS: u64 = 32;
 
-/// Threads per workgroup (`C_THREADS`).
+/// Most slots (16 query rows each, one subgroup) a workgroup runs at once.
+pub const MAX_SLOTS: u32 = 8;
+
+/// Threads per workgroup (`C_THREADS`): 8 subgroups of 32.
 pub const THREADS: u32 = 256;
 
-/// 16-position blocks per workgroup (`PB`) for `group` query heads per KV head: a
-/// workgroup serves every head of the group, and takes several blocks of positions when
-/// the group has fewer than 8 heads, so its subgroups stay busy.
-pub fn position_blocks(group: u32) -> u32 {
-    (8 / group.max(1)).max(1)
+/// Workgroups per 16-position block of a chunk the default split aims for, over all KV
+/// heads: at 512-row chunks, 4 x 32 = 128 workgroups, about one per SM of a large GPU.
+const MIN_WORKGROUPS_PER_BLOCK: u32 = 4;
+
+/// How the kernel cuts the work for a GQA group of `group` query heads per KV head (its
+/// override constants): `heads` query heads of one group per workgroup (`HG`; the group
+/// is cut in `parts` workgroups along grid x), `blocks` 16-position blocks per workgroup
+/// (`PB`), so `heads * blocks` slots, one subgroup each, in workgroups of
+/// [`THREADS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoopSplit {
+    pub heads: u32,
+    pub blocks: u32,
+    pub parts: u32,
+}
+
+impl CoopSplit {
+    /// The default for `group` query heads per KV head and `n_kv_heads` KV heads: the
+    /// whole group in one workgroup (up to 8 heads, with more positions per workgroup
+    /// when the group has fewer), unless there are too few KV heads to give the GPU
+    /// [`MIN_WORKGROUPS_PER_BLOCK`] workgroups per position block; then the group is cut
+    /// into that many parts. Measured on the H100 (session 8, `attention_bench`): 0.5B's
+    /// 2 KV heads with groups of 7 ran 10-15% faster cut as 4 + 3, 7B's 4 KV heads 5-10%
+    /// slower cut. `METALLIC_ATTN_COOP_HEADS=n` caps the heads per workgroup instead.
+    pub fn for_group(group: u32, n_kv_heads: u32) -> Result<Self> {
+        let cap = match std::env::var("METALLIC_ATTN_COOP_HEADS") {
+            Ok(v) => match v.trim().parse::<u32>() {
+                Ok(n @ 1..=MAX_SLOTS) => Some(n),
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "METALLIC_ATTN_COOP_HEADS={v}: expected 1 to {MAX_SLOTS}"
+                    )))
+                }
+            },
+            Err(_) => None,
+        };
+        let parts = MIN_WORKGROUPS_PER_BLOCK.div_ceil(n_kv_heads.max(1));
+        let heads = cap.unwrap_or_else(|| group.max(1).div_ceil(parts));
+        Ok(Self::with_heads(group, heads))
+    }
+
+    /// At most `heads` (1..=8) query heads of a group of `group` per workgroup.
+    pub fn with_heads(group: u32, heads: u32) -> Self {
+        let group = group.max(1);
+        let heads = group.min(heads.clamp(1, MAX_SLOTS));
+        let parts = group.div_ceil(heads);
+        let blocks = if parts == 1 {
+            (MAX_SLOTS / heads).max(1)
+        } else {
+            1
+        };
+        Self {
+            heads,
+            blocks,
+            parts,
+        }
+    }
+
+    pub fn slots(&self) -> u32 {
+        self.heads * self.blocks
+    }
+
+    /// Workgroup memory the kernel declares for `head_dim`: one K or V tile and each
+    /// slot's scores and probabilities, padded rows as in the WGSL (q lives in
+    /// registers). 37 KiB at 128 with 8 slots.
+    pub fn workgroup_bytes(&self, head_dim: u32) -> u64 {
+        let hd = head_dim as u64;
+        let rows = self.slots() as u64 * 16;
+        let kv = hd * (KEYS / 4 + 2) * 8;
+        let scores = rows * KEYS * 4;
+        let probs = rows * (KEYS / 4 + 2) * 8;
+        let stats = 2 * rows * 4;
+        kv + scores + probs + stats
+    }
 }
 
 /// Whether the kernel handles `head_dim`: 16-wide multiplies over it, at most 8
@@ -28,15 +99,38 @@ pub fn supports_head_dim(head_dim: u32) -> bool {
     head_dim.is_multiple_of(16) && (32..=128).contains(&head_dim)
 }
 
-/// Workgroup memory the kernel declares for `head_dim`: one K or V tile and each slot's
-/// scores and probabilities, padded rows as in the WGSL (q lives in registers). 37 KiB
-/// at 128.
-pub fn workgroup_bytes(head_dim: u32) -> u64 {
-    let hd = head_dim as u64;
-    let rows = SLOTS * 16;
-    let kv = hd * (KEYS / 4 + 2) * 8;
-    let scores = rows * KEYS * 4;
-    let probs = rows * (KEYS / 4 + 2) * 8;
-    let stats = 2 * rows * 4;
-    kv + scores + probs + stats
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_cover_the_group_in_at_most_eight_slots() {
+        for group in 1..=32 {
+            for cap in 1..=MAX_SLOTS {
+                let s = CoopSplit::with_heads(group, cap);
+                assert!(
+                    s.heads <= cap.min(group) && s.heads >= 1,
+                    "{group} {cap}: {s:?}"
+                );
+                assert!(s.parts * s.heads >= group, "{group} {cap}: {s:?}");
+                assert!((s.parts - 1) * s.heads < group, "{group} {cap}: {s:?}");
+                assert!(s.slots() <= MAX_SLOTS, "{group} {cap}: {s:?}");
+                assert!(s.blocks == 1 || s.parts == 1, "{group} {cap}: {s:?}");
+                assert!(s.workgroup_bytes(128) <= 48 << 10, "{group} {cap}: {s:?}");
+            }
+        }
+        // Qwen2.5 (7 heads per KV head): 7B's 4 KV heads take the whole group, 0.5B's 2
+        // cut it in 4 + 3.
+        let s = CoopSplit::with_heads(7, MAX_SLOTS);
+        assert_eq!((s.heads, s.blocks, s.parts), (7, 1, 1));
+        assert_eq!(CoopSplit::with_heads(2, MAX_SLOTS).blocks, 4);
+        if std::env::var_os("METALLIC_ATTN_COOP_HEADS").is_none() {
+            let s = CoopSplit::for_group(7, 4).unwrap();
+            assert_eq!((s.heads, s.blocks, s.parts), (7, 1, 1));
+            let s = CoopSplit::for_group(7, 2).unwrap();
+            assert_eq!((s.heads, s.blocks, s.parts), (4, 1, 2));
+            let s = CoopSplit::for_group(8, 1).unwrap();
+            assert_eq!((s.heads, s.blocks, s.parts), (2, 1, 4));
+        }
+    }
 }

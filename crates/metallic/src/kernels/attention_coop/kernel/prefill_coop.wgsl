@@ -1,11 +1,13 @@
-// Causal prefill attention on cooperative matrices, one workgroup per KV head and block of
-// 16 PB positions: every query head of the GQA group reads the same K and V tiles, so the
-// workgroup stages each tile once for all of them (with 7 query heads per KV head, a
-// seventh of the staging of one workgroup per query head).
+// Causal prefill attention on cooperative matrices. A workgroup serves HG query heads of
+// one GQA group (all G = n_heads / n_kv_heads of them, or a part when the group is cut to
+// give the GPU more workgroups) for a block of 16 PB positions. Those heads read the same
+// K and V tiles, so the workgroup stages each tile once for all of them (with 7 query
+// heads per KV head, a seventh of the staging of one workgroup per query head).
 //
-// Work is cut in slots of 16 rows: slot s is query head kvh * G + s % G (G = n_heads /
-// n_kv_heads) at positions m0 + 16 (s / G) .., one subgroup each. Row m (position pos + m)
-// sees keys 0..=pos + m. Key tiles of BK walk up to the workgroup's last row, twice:
+// Work is cut in slots of 16 rows: slot s is the part's query head s % hs at positions
+// m0 + 16 (s / hs) .., one subgroup each (hs: the part's heads, HG or the remainder). Row m
+// (position pos + m) sees keys 0..=pos + m. Key tiles of BK walk up to the workgroup's
+// last row, twice:
 //
 // 1. S = Q·Kᵀ per tile (coopMultiplyAdd over head_dim in steps of 16); two lanes per row
 //    fold its scores into the row's running max (in workgroup memory).
@@ -23,21 +25,25 @@
 // (as the GEMMs round x and W), K and V are f16 in the cache; accumulation and the
 // softmax are f32.
 //
-// Subgroups: the first min(n_sg, MAX_SLOTS) subgroups take a slot each per sweep, and each
-// sweep walks the keys again (G > 8, or subgroups of 64); the rest only stage tiles. Row
+// Subgroups: the first min(n_sg, SLOTS) subgroups take a slot each per sweep, and each
+// sweep walks the keys again (more slots than subgroups); the rest only stage tiles. Row
 // statistics combine lanes with subgroupShuffleXor within aligned groups of 8, so the
 // subgroup size must be a multiple of 8 (every adapter with cooperative matrices: 32 on
 // NVIDIA and Apple, 32 or 64 on AMD).
 
 override HEAD_DIM: u32 = 64u;  // a multiple of 16, 32..=128
-override PB: u32 = 1u;         // 16-position blocks per workgroup: max(1, 8 / G), mod.rs
+override HG: u32 = 8u;         // query heads per workgroup (at most G): mod.rs
+override PB: u32 = 1u;         // 16-position blocks per workgroup: mod.rs
+override SLOTS: u32 = 8u;      // HG * PB, at most 8: slots in flight per sweep
+// 8 subgroups of 32 whatever the slot count: staging the K and V tiles is the critical
+// path, and 224 threads for 7 slots (a K tile of 256 words at head_dim 64 in two rounds)
+// ran 10-15% slower end to end than 256 with one subgroup staging only.
+const C_THREADS: u32 = 256u;
 
 // "Minus infinity" for masked scores: exp2(NEG - m) is 0 for any finite m.
 const NEG: f32 = -3.0e38;
 
 const BK: u32 = 32u;           // keys per tile
-const C_THREADS: u32 = 256u;
-const MAX_SLOTS: u32 = 8u;     // slots in flight per sweep
 // vec4<f16> pitches of the staged rows, each 8 halves of padding (16-byte aligned rows
 // on distinct banks): K (dim, key), V (key, dim), P (row, key; also q pieces).
 const KP: u32 = BK / 4u + 2u;
@@ -51,10 +57,10 @@ const PP: u32 = BK / 4u + 2u;
 @group(0) @binding(3) var<storage, read> k4_cache: array<vec4<u32>>;
 
 var<workgroup> kv: array<vec4<f16>, HEAD_DIM * KP>;  // a K tile (HEAD_DIM x KP), or a V tile (BK x VP)
-var<workgroup> ss: array<f32, MAX_SLOTS * 16u * BK>;     // each slot's scores, (16, BK)
-var<workgroup> ps: array<vec4<f16>, MAX_SLOTS * 16u * PP>; // each slot's probabilities (or q piece)
-var<workgroup> row_max: array<f32, MAX_SLOTS * 16u>;
-var<workgroup> row_sum: array<f32, MAX_SLOTS * 16u>;
+var<workgroup> ss: array<f32, SLOTS * 16u * BK>;     // each slot's scores, (16, BK)
+var<workgroup> ps: array<vec4<f16>, SLOTS * 16u * PP>; // each slot's probabilities (or q piece)
+var<workgroup> row_max: array<f32, SLOTS * 16u>;
+var<workgroup> row_sum: array<f32, SLOTS * 16u>;
 
 // Where a slot works: its query head and its first row in the chunk.
 struct Slot {
@@ -62,8 +68,9 @@ struct Slot {
     m: u32,
 }
 
-fn slot_at(kvh: u32, group: u32, m0: u32, s: u32) -> Slot {
-    return Slot(kvh * group + s % group, m0 + 16u * (s / group));
+// Slot s of the part whose first head is `h0` and which has `hs` heads.
+fn slot_at(h0: u32, hs: u32, m0: u32, s: u32) -> Slot {
+    return Slot(h0 + s % hs, m0 + 16u * (s / hs));
 }
 
 // K tile: dims x keys t0.., keys at or past n_keys zero (the cache holds stale values
@@ -104,13 +111,13 @@ fn stage_v(lid: u32, v_base: u32, t0: u32, n_keys: u32) {
 
 // Dims 16 ds.. of the sweep's slots' q rows, scaled, into their parts of ps (rows past
 // the chunk zero), between barriers: every subgroup calls it.
-fn stage_q_piece(lid: u32, ds: u32, kvh: u32, group: u32, m0: u32, first: u32, n_slots: u32) {
+fn stage_q_piece(lid: u32, ds: u32, h0: u32, hs: u32, m0: u32, first: u32, n_slots: u32) {
     workgroupBarrier();  // the previous piece's fragments are loaded
     for (var i = lid; i < n_slots * 64u; i += C_THREADS) {
         let ls = i / 64u;
         let r = (i / 4u) % 16u;
         let c = i % 4u;
-        let sl = slot_at(kvh, group, m0, first + ls);
+        let sl = slot_at(h0, hs, m0, first + ls);
         var v = vec4<f32>(0.0);
         if (sl.m + r < state.n_rows) {
             v = q4[(sl.m + r) * pp.q_stride4 + sl.head * (HEAD_DIM / 4u) + 4u * ds + c] * pp.scale;
@@ -177,7 +184,11 @@ fn prefill_coop(
     @builtin(subgroup_size) sg_size: u32,
 ) {
     let hd4 = HEAD_DIM / 4u;
-    let kvh = wg.x;
+    let group = pp.n_heads / pp.n_kv_heads;
+    let parts = (group + HG - 1u) / HG;
+    let kvh = wg.x / parts;
+    let h0 = kvh * group + (wg.x % parts) * HG;  // the part's first query head
+    let hs = min(HG, (kvh + 1u) * group - h0);   // and its number of heads
     let m0 = wg.y * 16u * PB;
     // Read-only storage is uniform, so the loop bounds below may hold barriers.
     let pos = state.pos;
@@ -185,20 +196,19 @@ fn prefill_coop(
     if (m0 >= n_rows) {
         return;
     }
-    let group = pp.n_heads / pp.n_kv_heads;
     let n_keys = pos + min(m0 + 16u * PB, n_rows);  // keys the workgroup's last row sees
     let k_base4 = kvh * (HEAD_DIM / 2u) * (pp.ctx / 4u);
     let v_base = kvh * pp.ctx * hd4;
 
-    let per_sweep = min(n_sg, MAX_SLOTS);
-    let total = group * PB;
+    let per_sweep = min(n_sg, SLOTS);
+    let total = hs * PB;
     let sweeps = (total + per_sweep - 1u) / per_sweep;
     for (var sweep = 0u; sweep < sweeps; sweep++) {
         let first = sweep * per_sweep;
         let n_here = min(per_sweep, total - first);
         let ls = sg_id;                   // the subgroup's slot in this sweep
         let owner = ls < n_here;          // uniform in the subgroup, as cooperative ops require
-        let sl = slot_at(kvh, group, m0, first + min(ls, n_here - 1u));
+        let sl = slot_at(h0, hs, m0, first + min(ls, n_here - 1u));
         let rl = ls * 16u;                // the slot's first row in ss / ps / the statistics
 
         // Q fragments, 16 dims at a time through ps.
@@ -210,51 +220,51 @@ fn prefill_coop(
         var q5 = coop_mat16x16<f16, A>();
         var q6 = coop_mat16x16<f16, A>();
         var q7 = coop_mat16x16<f16, A>();
-        stage_q_piece(lid, 0u, kvh, group, m0, first, n_here);
+        stage_q_piece(lid, 0u, h0, hs, m0, first, n_here);
         if (owner) {
             q0 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
         }
-        stage_q_piece(lid, 1u, kvh, group, m0, first, n_here);
+        stage_q_piece(lid, 1u, h0, hs, m0, first, n_here);
         if (owner) {
             q1 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
         }
         if (HEAD_DIM > 32u) {
-            stage_q_piece(lid, 2u, kvh, group, m0, first, n_here);
+            stage_q_piece(lid, 2u, h0, hs, m0, first, n_here);
             if (owner) {
                 q2 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
             }
         }
         if (HEAD_DIM > 48u) {
-            stage_q_piece(lid, 3u, kvh, group, m0, first, n_here);
+            stage_q_piece(lid, 3u, h0, hs, m0, first, n_here);
             if (owner) {
                 q3 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
             }
         }
         if (HEAD_DIM > 64u) {
-            stage_q_piece(lid, 4u, kvh, group, m0, first, n_here);
+            stage_q_piece(lid, 4u, h0, hs, m0, first, n_here);
             if (owner) {
                 q4_ = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
             }
         }
         if (HEAD_DIM > 80u) {
-            stage_q_piece(lid, 5u, kvh, group, m0, first, n_here);
+            stage_q_piece(lid, 5u, h0, hs, m0, first, n_here);
             if (owner) {
                 q5 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
             }
         }
         if (HEAD_DIM > 96u) {
-            stage_q_piece(lid, 6u, kvh, group, m0, first, n_here);
+            stage_q_piece(lid, 6u, h0, hs, m0, first, n_here);
             if (owner) {
                 q6 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
             }
         }
         if (HEAD_DIM > 112u) {
-            stage_q_piece(lid, 7u, kvh, group, m0, first, n_here);
+            stage_q_piece(lid, 7u, h0, hs, m0, first, n_here);
             if (owner) {
                 q7 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP], PP);
             }
         }
-        for (var r = lid; r < MAX_SLOTS * 16u; r += C_THREADS) {
+        for (var r = lid; r < SLOTS * 16u; r += C_THREADS) {
             row_max[r] = NEG;
             row_sum[r] = 0.0;
         }
