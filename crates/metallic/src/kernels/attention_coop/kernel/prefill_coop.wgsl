@@ -211,7 +211,10 @@ fn prefill_coop(
         let sl = slot_at(h0, hs, m0, first + min(ls, n_here - 1u));
         let rl = ls * 16u;                // the slot's first row in ss / ps / the statistics
 
-        // Q fragments, 16 dims at a time through ps.
+        // Q fragments, 16 dims at a time through ps: named variables, never an array
+        // (arrays indexed in loops live in memory), and written out per piece. A helper
+        // function returning each fragment ran slower on the H100 (PERFORMANCE.md,
+        // session 8).
         var q0 = coop_mat16x16<f16, A>();
         var q1 = coop_mat16x16<f16, A>();
         var q2 = coop_mat16x16<f16, A>();
