@@ -90,7 +90,6 @@ impl Reference {
         }
     }
 
-    /// Feeds `tokens` one position at a time; returns the logits after the last one.
     /// Keep the KV cache in f32 instead: the model's math alone, for comparing with
     /// transformers at f32 precision.
     pub fn with_f32_kv_cache(mut self) -> Self {
@@ -98,6 +97,7 @@ impl Reference {
         self
     }
 
+    /// Feeds `tokens` one position at a time; returns the logits after the last one.
     pub fn forward(&mut self, tokens: &[u32]) -> Vec<f32> {
         let mut logits = Vec::new();
         for &t in tokens {

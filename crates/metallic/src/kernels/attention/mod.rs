@@ -19,8 +19,8 @@ use crate::tensor::Activation;
 pub const MAX_HEAD_DIM: u32 = 256;
 /// Largest number of decode chunks per head (one combine thread each).
 pub const MAX_SPLITS: u32 = 256;
-/// Dim parts per key in the decode kernel's score step (`DP`): about 8 dims per thread,
-/// so a tile costs one or two rounds of loads whatever the head size.
+/// Dim parts per key in the decode kernel's score step (`DP`): about 8 dims per thread
+/// (4 words of the f16 cache), so a tile costs one round of loads whatever the head size.
 fn decode_dim_parts(head_dim: u32) -> u32 {
     match head_dim {
         0..=32 => 4,
@@ -413,8 +413,9 @@ fn coop_blocker(gpu: &Gpu, shape: &AttnShape, split: &CoopSplit) -> Option<Strin
 }
 
 /// Causal flash attention for `state.n_rows` rows starting at `state.pos`: one
-/// dispatch, grid (n_heads, ceil(rows / rows per workgroup)), on the path
-/// [`PrefillPath::choose`] picks. Also correct for a single row.
+/// dispatch on the path [`PrefillPath::choose`] picks, grid (n_heads, ceil(rows / rows
+/// per workgroup)) for the f32 tiles, (n_kv_heads · parts, ceil(rows / (16 · blocks)))
+/// for the coop kernel ([`CoopSplit`]). Also correct for a single row.
 pub fn prefill(gpu: &Gpu, b: &AttentionBindings<'_>, shape: &AttnShape) -> Result<Vec<Dispatch>> {
     match PrefillPath::choose(gpu, shape)? {
         PrefillPath::Coop => prefill_coop(gpu, b, shape),

@@ -19,7 +19,7 @@
 //
 // Q stays in registers as A fragments for the whole walk (staged 16 dims at a time through
 // the probabilities' buffer), which leaves the workgroup memory to K/V, scores and
-// probabilities: 33 KiB at head_dim 64, 37 KiB at 128.
+// probabilities: with 8 slots 32 KiB at head_dim 64, 37 KiB at 128.
 //
 // No seq x seq matrix exists: one slot's scores are 16 x BK floats. Q is rounded to f16
 // (as the GEMMs round x and W), K and V are f16 in the cache; accumulation and the
@@ -36,7 +36,7 @@ override HG: u32 = 8u;         // query heads per workgroup (at most G): mod.rs
 override PB: u32 = 1u;         // 16-position blocks per workgroup: mod.rs
 override SLOTS: u32 = 8u;      // HG * PB, at most 8: slots in flight per sweep
 // 8 subgroups of 32 whatever the slot count: staging the K and V tiles is the critical
-// path, and 224 threads for 7 slots (a K tile of 256 words at head_dim 64 in two rounds)
+// path, and 224 threads for 7 slots (a K tile of 256 vec4 loads at head_dim 64 in two rounds)
 // ran 10-15% slower end to end than 256 with one subgroup staging only.
 const C_THREADS: u32 = 256u;
 
