@@ -189,13 +189,16 @@ fn prefill_coop(
     let kvh = wg.x / parts;
     let h0 = kvh * group + (wg.x % parts) * HG;  // the part's first query head
     let hs = min(HG, (kvh + 1u) * group - h0);   // and its number of heads
-    let m0 = wg.y * 16u * PB;
     // Read-only storage is uniform, so the loop bounds below may hold barriers.
     let pos = state.pos;
     let n_rows = state.n_rows;
-    if (m0 >= n_rows) {
+    // Last blocks first: a block walks keys up to its last row, so the late blocks of a
+    // chunk are the long ones, and starting them first shortens the tail of the dispatch.
+    let n_blocks = (n_rows + 16u * PB - 1u) / (16u * PB);
+    if (wg.y >= n_blocks) {
         return;
     }
+    let m0 = (n_blocks - 1u - wg.y) * 16u * PB;
     let n_keys = pos + min(m0 + 16u * PB, n_rows);  // keys the workgroup's last row sees
     let k_base4 = kvh * (HEAD_DIM / 2u) * (pp.ctx / 4u);
     let v_base = kvh * pp.ctx * hd4;
