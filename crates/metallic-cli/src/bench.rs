@@ -27,9 +27,10 @@ pub struct BenchArgs {
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     repetitions: u32,
-    /// Prompt tokens per prefill batch.
-    #[arg(short = 'b', long, default_value_t = 512)]
-    batch_size: u32,
+    /// Prompt tokens per prefill batch [default: 2048, fewer where the activations would
+    /// exceed the device's storage binding limit].
+    #[arg(short = 'b', long)]
+    batch_size: Option<u32>,
     #[arg(short = 'o', long, value_enum, default_value_t = BenchOutput::Md)]
     output: BenchOutput,
 }
@@ -155,7 +156,8 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
                 .map(|r| {
                     serde_json::json!({
                         "model": model, "model_bytes": model_bytes, "n_params": n_params,
-                        "backend": "wgpu", "device": device, "test": r.name,
+                        "backend": "wgpu", "device": device, "n_batch": engine.batch_size(),
+                        "test": r.name,
                         "n_tokens": r.n_tokens, "repetitions": r.samples.len(),
                         "avg_ts": r.mean(), "stddev_ts": r.sd(), "samples_ts": r.samples,
                         "dispatches_per_token": engine.dispatches_per_token(),

@@ -40,9 +40,10 @@ pub struct RunArgs {
     /// Context size (KV-cache positions), capped by the model's trained context.
     #[arg(short = 'c', long)]
     ctx_size: Option<u32>,
-    /// Prompt tokens processed per prefill batch.
-    #[arg(short = 'b', long, default_value_t = 512)]
-    batch_size: u32,
+    /// Prompt tokens processed per prefill batch [default: 2048, fewer where the
+    /// activations would exceed the device's storage binding limit].
+    #[arg(short = 'b', long)]
+    batch_size: Option<u32>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     output_format: OutputFormat,
@@ -78,7 +79,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     if args.ctx_size == Some(0) {
         return Err("--ctx-size must be at least 1".into());
     }
-    if args.batch_size == 0 {
+    if args.batch_size == Some(0) {
         return Err("--batch-size must be at least 1".into());
     }
     GemvConfig::from_env().map_err(|e| e.to_string())?;

@@ -278,7 +278,7 @@ fn engine(fx: &Fixture, batch_size: u32) -> Engine {
     let config = ModelConfig::from_gguf(&fx.file).expect("config");
     let opts = EngineOptions {
         ctx_size: Some(128),
-        batch_size,
+        batch_size: Some(batch_size),
         ..Default::default()
     };
     Engine::with_gpu(gpu(), &fx.file, config, &opts, &mut |_, _| {}).expect("engine")

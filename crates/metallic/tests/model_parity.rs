@@ -8,6 +8,7 @@ use metallic::gguf::{GgmlType, GgufFile};
 use metallic::gpu::{Gpu, GpuOptions};
 use metallic::kernels::matmul_gemm::{GemmConfig, GemmPath};
 use metallic::reference::Reference;
+use metallic::runtime::DEFAULT_BATCH_SIZE;
 use metallic::synthetic::{qwen2_gguf, SyntheticSpec};
 use metallic::{Engine, EngineOptions, ModelConfig};
 
@@ -36,7 +37,7 @@ fn rel_err(gpu: &[f32], reference: &[f32]) -> f32 {
 fn engine(
     file: &GgufFile,
     max_binding_bytes: Option<u64>,
-    batch_size: u32,
+    batch_size: Option<u32>,
     ctx_size: Option<u32>,
 ) -> Engine {
     let config = ModelConfig::from_gguf(file).unwrap();
@@ -51,7 +52,7 @@ fn engine(
 fn check(
     spec: SyntheticSpec,
     max_binding_bytes: Option<u64>,
-    batch_size: u32,
+    batch_size: Option<u32>,
     ctx_size: Option<u32>,
 ) {
     let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
@@ -81,7 +82,7 @@ fn check(
 
 #[test]
 fn f16_tied_gqa() {
-    check(SyntheticSpec::default(), None, 512, None);
+    check(SyntheticSpec::default(), None, Some(512), None);
 }
 
 #[test]
@@ -96,7 +97,7 @@ fn q8_0_untied_gqa() {
             ..Default::default()
         },
         None,
-        512,
+        Some(512),
         None,
     );
 }
@@ -112,7 +113,7 @@ fn f32_and_bf16_mha() {
                 ..Default::default()
             },
             None,
-            512,
+            Some(512),
             None,
         );
     }
@@ -129,7 +130,7 @@ fn split_bindings_and_chunked_prefill() {
             ..Default::default()
         },
         Some(8192),
-        4,
+        Some(4),
         Some(32),
     );
     check(
@@ -138,9 +139,26 @@ fn split_bindings_and_chunked_prefill() {
             ..Default::default()
         },
         Some(8192),
-        3,
+        Some(3),
         Some(32),
     );
+}
+
+#[test]
+fn default_batch_size_fits_the_binding_limit() {
+    // Without --batch-size, prompt chunks are DEFAULT_BATCH_SIZE rows, or fewer where the
+    // widest activation row would not fit one binding: 8 KiB holds a few rows of the
+    // default spec. The chunked prompt still matches the reference.
+    let file = GgufFile::from_bytes(qwen2_gguf(&SyntheticSpec::default())).unwrap();
+    let e = engine(&file, None, None, Some(4096));
+    assert_eq!(e.batch_size(), DEFAULT_BATCH_SIZE.min(e.context_size()));
+    let e = engine(&file, Some(8192), None, Some(32));
+    assert!(
+        e.batch_size() < 32 && e.batch_size() >= 1,
+        "batch {} under an 8 KiB binding",
+        e.batch_size()
+    );
+    check(SyntheticSpec::default(), Some(8192), None, Some(32));
 }
 
 #[test]
@@ -152,7 +170,7 @@ fn mixed_qkv_types_stay_separate() {
             ..Default::default()
         },
         Some(8192),
-        4,
+        Some(4),
         Some(32),
     );
 }
@@ -161,14 +179,14 @@ fn mixed_qkv_types_stay_separate() {
 fn one_row_prompt_chunks_take_the_decode_plan() {
     // --batch-size 1: every prompt chunk is one row, so the whole prompt runs through the
     // fused decode plan as well.
-    check(SyntheticSpec::default(), None, 1, None);
+    check(SyntheticSpec::default(), None, Some(1), None);
     check(
         SyntheticSpec {
             matrix_type: GgmlType::Q8_0,
             ..Default::default()
         },
         Some(8192),
-        1,
+        Some(1),
         Some(32),
     );
 }
@@ -199,7 +217,7 @@ fn decode_steps_match_one_prefill_chunk() {
     ] {
         let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
         let tokens: Vec<u32> = (0..40).map(|i| (i * 53 + 11) % spec.vocab).collect();
-        let mut e = engine(&file, None, 512, None);
+        let mut e = engine(&file, None, Some(512), None);
         let prefill = e.eval(&tokens).unwrap();
         e.reset();
         let mut decode = e.eval(&tokens[..5]).unwrap();
@@ -228,7 +246,7 @@ fn dispatches_per_token() {
         ..Default::default()
     };
     let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
-    let e = engine(&file, None, 512, None);
+    let e = engine(&file, None, Some(512), None);
     assert_eq!(e.dispatches_per_token(), 1 + 6 * 3 + 2 + 2);
     assert_eq!(e.dispatches_per_prefill_chunk(), 1 + 8 * 3 + 2 + 2);
     // Q, K and V of mixed types: three norm+GEMVs and rope_kv instead of the fused one.
@@ -238,6 +256,6 @@ fn dispatches_per_token() {
         ..Default::default()
     };
     let file = GgufFile::from_bytes(qwen2_gguf(&spec)).unwrap();
-    let e = engine(&file, None, 512, None);
+    let e = engine(&file, None, Some(512), None);
     assert_eq!(e.dispatches_per_token(), 1 + 9 * 3 + 2 + 2);
 }

@@ -10,7 +10,7 @@ use metallic::{Engine, EngineOptions, ModelConfig, SamplerConfig};
 
 fn engine(file: &GgufFile, gpu: &Arc<Gpu>, batch_size: u32) -> Engine {
     let opts = EngineOptions {
-        batch_size,
+        batch_size: Some(batch_size),
         ctx_size: Some(160),
         ..Default::default()
     };
