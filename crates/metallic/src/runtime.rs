@@ -20,7 +20,7 @@ use crate::model::qwen2::{self, ModelPlans};
 use crate::model::ModelConfig;
 use crate::tensor::Activation;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct EngineOptions {
     /// Cap on the context (KV-cache positions); None = the model's trained length.
     pub ctx_size: Option<u32>,
@@ -28,16 +28,6 @@ pub struct EngineOptions {
     /// activations would not fit one storage binding.
     pub batch_size: Option<u32>,
     pub gpu: GpuOptions,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            ctx_size: None,
-            batch_size: None,
-            gpu: GpuOptions::default(),
-        }
-    }
 }
 
 /// Rows per prefill chunk unless asked otherwise. Larger chunks give the GEMMs and the
