@@ -37,8 +37,9 @@ pub struct EngineOptions {
 pub const DEFAULT_BATCH_SIZE: u32 = 2048;
 
 /// The default chunk: [`DEFAULT_BATCH_SIZE`] rows, halved until the widest f32
-/// activation row times the rows fits one storage binding (lavapipe's 128 MiB holds
-/// 7B's 18,944-wide FFN rows 1,024 at a time), and at most `ctx`.
+/// activation of [`StepBuffers`] fits one storage binding, as `Activation` sizes it
+/// (lavapipe's 128 MiB holds 7B's 18,944-wide FFN rows 1,024 at a time), and at most
+/// `ctx`.
 fn default_batch_size(gpu: &Gpu, cfg: &ModelConfig, ctx: u32) -> u32 {
     let widest = [
         cfg.hidden,
@@ -48,9 +49,9 @@ fn default_batch_size(gpu: &Gpu, cfg: &ModelConfig, ctx: u32) -> u32 {
     ]
     .into_iter()
     .max()
-    .unwrap_or(1) as u64;
+    .unwrap_or(1);
     let mut rows = DEFAULT_BATCH_SIZE;
-    while rows > 1 && rows as u64 * widest * 4 > gpu.max_binding_bytes {
+    while rows > 1 && Activation::bytes(rows, widest, false) > gpu.max_binding_bytes {
         rows /= 2;
     }
     rows.min(ctx)

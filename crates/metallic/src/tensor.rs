@@ -239,9 +239,14 @@ impl Activation {
         Self::with_element(gpu, label, rows, cols, true)
     }
 
+    /// Bytes of a (rows, cols) activation: rows padded to a stride of 8 elements.
+    pub fn bytes(rows: u32, cols: u32, half: bool) -> u64 {
+        rows as u64 * cols.next_multiple_of(8) as u64 * if half { 2 } else { 4 }
+    }
+
     fn with_element(gpu: &Gpu, label: &str, rows: u32, cols: u32, half: bool) -> Result<Self> {
         let stride = cols.next_multiple_of(8);
-        let bytes = rows as u64 * stride as u64 * if half { 2 } else { 4 };
+        let bytes = Self::bytes(rows, cols, half);
         if bytes > gpu.max_binding_bytes {
             return Err(Error::Gpu(format!(
                 "activation '{label}' ({rows} x {cols}) exceeds the storage binding limit; lower --batch-size"

@@ -159,6 +159,14 @@ fn default_batch_size_fits_the_binding_limit() {
         e.batch_size()
     );
     check(SyntheticSpec::default(), Some(8192), None, Some(32));
+    // An FFN width that is not a multiple of 8: activation rows are padded to a stride of
+    // 8, so 132 columns take 136. 8,448 bytes hold 16 rows of 132 floats but only 15 of
+    // 136, so the default must count the padding (8 rows) or the engine fails to build.
+    let spec = SyntheticSpec {
+        ffn: 132,
+        ..Default::default()
+    };
+    check(spec, Some(8448), None, Some(32));
 }
 
 #[test]
