@@ -278,7 +278,7 @@ fn dispatches(
     let rw_dummy = storage_buffer(gpu, "gemm.rw_dummy", 16);
     let part_dummy = storage_buffer(gpu, "gemm.part_dummy", 16);
     if let Some(split) = cfg.split_k {
-        if ![1, 2, 4].contains(&split) || (split > 1 && flags == FLAG_SWIGLU) {
+        if ![1, 2, 4].contains(&split) || (split > 1 && flags & FLAG_SWIGLU != 0) {
             return Err(Error::Invalid(format!(
                 "GEMM '{}': split-K of {split} (1, 2 or 4, and 1 with SwiGLU)",
                 w.name
