@@ -69,15 +69,27 @@ struct Caches {
 }
 
 fn caches(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, live: usize) -> Caches {
+    caches_with_gain(gpu, rng, s, live, |_| 1.0)
+}
+
+/// [`caches`] with key t scaled by `k_gain(t)`.
+fn caches_with_gain(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    s: &AttnShape,
+    live: usize,
+    k_gain: impl Fn(usize) -> f32,
+) -> Caches {
     let (n_kv, hd, ctx) = (s.n_kv_heads as usize, s.head_dim as usize, s.ctx as usize);
     let mut k_host = vec![f32::from_bits(POISON); n_kv * ctx * hd];
     let mut v_host = k_host.clone();
     for kvh in 0..n_kv {
         let at = kvh * ctx * hd;
-        for cache in [&mut k_host, &mut v_host] {
+        for (is_k, cache) in [(true, &mut k_host), (false, &mut v_host)] {
             let vals = rand_vec(rng, live * hd, 1.0);
-            for (dst, &x) in cache[at..at + live * hd].iter_mut().zip(&vals) {
-                *dst = f16_round(x);
+            for (i, (dst, &x)) in cache[at..at + live * hd].iter_mut().zip(&vals).enumerate() {
+                let gain = if is_k { k_gain(i / hd) } else { 1.0 };
+                *dst = f16_round(x * gain);
             }
         }
     }
@@ -257,11 +269,24 @@ enum Kernel {
 }
 
 fn check_prefill(gpu: &Gpu, rng: &mut Rng, s: &AttnShape, kernel: Kernel, pos: u32, rows: u32) {
+    check_prefill_gain(gpu, rng, s, kernel, pos, rows, |_| 1.0);
+}
+
+/// [`check_prefill`] with key t scaled by `k_gain(t)`.
+fn check_prefill_gain(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    s: &AttnShape,
+    kernel: Kernel,
+    pos: u32,
+    rows: u32,
+    k_gain: impl Fn(usize) -> f32,
+) {
     let what = format!(
         "prefill heads={}/{} hd={} {kernel:?} pos={pos} rows={rows}",
         s.n_heads, s.n_kv_heads, s.head_dim
     );
-    let c = caches(gpu, rng, s, (pos + rows) as usize);
+    let c = caches_with_gain(gpu, rng, s, (pos + rows) as usize, k_gain);
     let q_dim = s.n_heads * s.head_dim;
     // One spare row each: q's (and q's padding) is NaN, out's must stay poisoned.
     let q = Activation::new(gpu, "q", rows + 1, q_dim).unwrap();
@@ -415,6 +440,31 @@ fn prefill_coop_matches_reference() {
         let s = shape(h, kv, hd, 400);
         for (pos, rows) in [(0, 17), (37, 64), (201, 130)] {
             check_prefill(&gpu, &mut rng, &s, Kernel::CoopHeads(heads), pos, rows);
+        }
+    }
+    // Keys that grow with their position (6x over 330 keys): rows' scores climb tile
+    // after tile, so the kernel's running max moves several times (its slow path scales
+    // O), at different tiles for different rows and heads of one workgroup. (Gains are
+    // modest because q is rounded to f16: the scores' error grows with their size.) With the gain ramping over
+    // the first 64 keys only, it moves early and then settles. Then a first key far
+    // larger than the rest: the rows whose q it matches hold it as their max from the
+    // first tile on (an attention sink), the others move past it.
+    for (h, kv, hd) in [(14, 2, 64), (28, 4, 128), (6, 2, 48)] {
+        let s = shape(h, kv, hd, 400);
+        for (pos, rows) in [(0, 130), (201, 64)] {
+            check_prefill_gain(&gpu, &mut rng, &s, Kernel::Coop, pos, rows, |t| {
+                1.0 + t as f32 / 64.0
+            });
+            check_prefill_gain(&gpu, &mut rng, &s, Kernel::Coop, pos, rows, |t| {
+                1.0 + t.min(64) as f32 / 16.0
+            });
+            check_prefill_gain(&gpu, &mut rng, &s, Kernel::Coop, pos, rows, |t| {
+                if t == 0 {
+                    6.0
+                } else {
+                    1.0
+                }
+            });
         }
     }
     // A cache of 401 positions cannot be read as vec4s of keys: the default path takes

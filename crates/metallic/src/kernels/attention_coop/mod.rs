@@ -79,22 +79,23 @@ impl CoopSplit {
         self.heads * self.blocks
     }
 
-    /// Workgroup memory the kernel declares for `head_dim`: one K or V tile and each
-    /// slot's scores and probabilities, padded rows as in the WGSL (q lives in
-    /// registers). 37 KiB at 128 with 8 slots.
+    /// Workgroup memory the kernel declares for `head_dim`: a K tile, a V tile, each
+    /// slot's scores and probabilities, padded rows as in the WGSL (q lives in registers),
+    /// three row statistics and the rescale flag. 46 KiB at 128 with 8 slots.
     pub fn workgroup_bytes(&self, head_dim: u32) -> u64 {
         let hd = head_dim as u64;
         let rows = self.slots() as u64 * 16;
-        let kv = hd * (KEYS / 4 + 2) * 8;
+        let k_tile = hd * (KEYS / 4 + 2) * 8;
+        let v_tile = KEYS * (hd / 4 + 2) * 8;
         let scores = rows * KEYS * 4;
         let probs = rows * (KEYS / 4 + 2) * 8;
-        let stats = 2 * rows * 4;
-        kv + scores + probs + stats
+        let stats = 3 * rows * 4;
+        k_tile + v_tile + scores + probs + stats + 16
     }
 }
 
 /// Whether the kernel handles `head_dim`: 16-wide multiplies over it, at most 8
-/// accumulators of output dims, and a K tile that can also hold a V tile (>= 32).
+/// accumulators of output dims, and at least 32 (q0, q1, o0 and o1 are unconditional).
 pub fn supports_head_dim(head_dim: u32) -> bool {
     head_dim.is_multiple_of(16) && (32..=128).contains(&head_dim)
 }

@@ -7,19 +7,22 @@
 // Work is cut in slots of 16 rows: slot s is the part's query head s % hs at positions
 // m0 + 16 (s / hs) .., one subgroup each (hs: the part's heads, HG or the remainder). Row m
 // (position pos + m) sees keys 0..=pos + m. Key tiles of BK walk up to the workgroup's
-// last row, twice:
+// last row once, flash-attention style: S = Q·Kᵀ per tile (coopMultiplyAdd over head_dim
+// in steps of 16), P = exp2(S - m) in f16 with the row sums, then O += P·V.
 //
-// 1. S = Q·Kᵀ per tile (coopMultiplyAdd over head_dim in steps of 16); two lanes per row
-//    fold its scores into the row's running max (in workgroup memory).
-// 2. S again, P = exp2(S - max) in f16, the row sums of P, then O += P·V. With the max
-//    known up front, O's accumulators never need a per-row rescale (which cooperative
-//    matrices cannot do), so they stay in registers for the whole walk; the sums divide
-//    O on its way out. Q·Kᵀ runs twice: 1.5x the multiplies of a one-pass flash
-//    attention, all of them on tensor cores.
+// The running max m is lazy. Cooperative matrices cannot scale an accumulator's rows, so
+// m moves only when a tile's max passes it by more than TAU (in log2 units): P stays below
+// 2^TAU, which f16 holds exactly as well as values below 1, and O keeps accumulating in
+// registers. Keys walk from position 0, where real models put their largest scores (the
+// attention sink), so a move is rare after the first tile; when one comes, the
+// workgroup takes a slow path that scales O's rows through workgroup memory. The row sums
+// divide O on its way out. (Session 8's kernel walked the keys twice, the first time for
+// the exact max: Q·Kᵀ twice, and seven barriers per tile instead of four.)
 //
 // Q stays in registers as A fragments for the whole walk (staged 16 dims at a time through
-// the probabilities' buffer), which leaves the workgroup memory to K/V, scores and
-// probabilities: with 8 slots 32 KiB at head_dim 64, 37 KiB at 128.
+// the probabilities' buffer), which leaves the workgroup memory to the K and V tiles,
+// scores and probabilities: with 8 slots 38 KiB at head_dim 64, 46 KiB at 128. K and V
+// have a tile each, so staging the next K tile needs no barrier after the multiplies by V.
 //
 // No seq x seq matrix exists: one slot's scores are 16 x BK floats. Q is rounded to f16
 // (as the GEMMs round x and W), K and V are f16 in the cache; accumulation and the
@@ -44,6 +47,9 @@ const C_THREADS: u32 = 256u;
 const NEG: f32 = -3.0e38;
 
 const BK: u32 = 32u;           // keys per tile
+// How far (log2 units) a row's scores may pass its running max before the max moves and
+// O is rescaled: probabilities stay below 2^8.
+const TAU: f32 = 8.0;
 // vec4<f16> pitches of the staged rows, each 8 halves of padding (16-byte aligned rows
 // on distinct banks): K (dim, key), V (key, dim), P (row, key; also q pieces).
 const KP: u32 = BK / 4u + 2u;
@@ -56,11 +62,17 @@ const PP: u32 = BK / 4u + 2u;
 // is a multiple of 4.
 @group(0) @binding(3) var<storage, read> k4_cache: array<vec4<u32>>;
 
-var<workgroup> kv: array<vec4<f16>, HEAD_DIM * KP>;  // a K tile (HEAD_DIM x KP), or a V tile (BK x VP)
+var<workgroup> ks: array<vec4<f16>, HEAD_DIM * KP>;  // a K tile (HEAD_DIM x KP)
+var<workgroup> vs: array<vec4<f16>, BK * VP>;        // a V tile (BK x VP)
 var<workgroup> ss: array<f32, SLOTS * 16u * BK>;     // each slot's scores, (16, BK)
 var<workgroup> ps: array<vec4<f16>, SLOTS * 16u * PP>; // each slot's probabilities (or q piece)
-var<workgroup> row_max: array<f32, SLOTS * 16u>;
-var<workgroup> row_sum: array<f32, SLOTS * 16u>;
+var<workgroup> row_max: array<f32, SLOTS * 16u>;    // the running (lazy) max of each row
+var<workgroup> row_sum: array<f32, SLOTS * 16u>;    // sum of exp2(score - row_max)
+var<workgroup> row_scale: array<f32, SLOTS * 16u>;  // this tile's factor for O's row
+// [0]: some row's max moved in this tile. 16 bytes, not a lone atomic<u32>: with a 4-byte
+// workgroup variable in the module, the H100's driver returned zeros from P·V (every
+// accumulator lost; NOTES.md), as if the tiles' coop loads had lost their alignment.
+var<workgroup> rescale: array<atomic<u32>, 4>;
 
 // Where a slot works: its query head and its first row in the chunk.
 struct Slot {
@@ -90,8 +102,8 @@ fn stage_k(lid: u32, k_base4: u32, t0: u32, n_keys: u32) {
         let k1 = unpack2x16float(w.y);
         let k2 = unpack2x16float(w.z);
         let k3 = unpack2x16float(w.w);
-        kv[pair * KP + j] = vec4<f16>(vec4<f32>(k0.x, k1.x, k2.x, k3.x));
-        kv[(pair + half) * KP + j] = vec4<f16>(vec4<f32>(k0.y, k1.y, k2.y, k3.y));
+        ks[pair * KP + j] = vec4<f16>(vec4<f32>(k0.x, k1.x, k2.x, k3.x));
+        ks[(pair + half) * KP + j] = vec4<f16>(vec4<f32>(k0.y, k1.y, k2.y, k3.y));
     }
 }
 
@@ -105,7 +117,7 @@ fn stage_v(lid: u32, v_base: u32, t0: u32, n_keys: u32) {
         if (t0 + j < n_keys) {
             w = v2_cache[v_base + (t0 + j) * hd4 + c];
         }
-        kv[j * VP + c] = vec4<f16>(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)));
+        vs[j * VP + c] = vec4<f16>(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)));
     }
 }
 
@@ -141,33 +153,33 @@ fn scores(
 ) {
     var s0 = coop_mat16x16<f32, C>();
     var s1 = coop_mat16x16<f32, C>();
-    s0 = coopMultiplyAdd(q0, coopLoadT<coop_mat16x16<f16, B>>(&kv[0u], KP), s0);
-    s1 = coopMultiplyAdd(q0, coopLoadT<coop_mat16x16<f16, B>>(&kv[4u], KP), s1);
-    s0 = coopMultiplyAdd(q1, coopLoadT<coop_mat16x16<f16, B>>(&kv[16u * KP], KP), s0);
-    s1 = coopMultiplyAdd(q1, coopLoadT<coop_mat16x16<f16, B>>(&kv[16u * KP + 4u], KP), s1);
+    s0 = coopMultiplyAdd(q0, coopLoadT<coop_mat16x16<f16, B>>(&ks[0u], KP), s0);
+    s1 = coopMultiplyAdd(q0, coopLoadT<coop_mat16x16<f16, B>>(&ks[4u], KP), s1);
+    s0 = coopMultiplyAdd(q1, coopLoadT<coop_mat16x16<f16, B>>(&ks[16u * KP], KP), s0);
+    s1 = coopMultiplyAdd(q1, coopLoadT<coop_mat16x16<f16, B>>(&ks[16u * KP + 4u], KP), s1);
     if (HEAD_DIM > 32u) {
-        s0 = coopMultiplyAdd(q2, coopLoadT<coop_mat16x16<f16, B>>(&kv[32u * KP], KP), s0);
-        s1 = coopMultiplyAdd(q2, coopLoadT<coop_mat16x16<f16, B>>(&kv[32u * KP + 4u], KP), s1);
+        s0 = coopMultiplyAdd(q2, coopLoadT<coop_mat16x16<f16, B>>(&ks[32u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q2, coopLoadT<coop_mat16x16<f16, B>>(&ks[32u * KP + 4u], KP), s1);
     }
     if (HEAD_DIM > 48u) {
-        s0 = coopMultiplyAdd(q3, coopLoadT<coop_mat16x16<f16, B>>(&kv[48u * KP], KP), s0);
-        s1 = coopMultiplyAdd(q3, coopLoadT<coop_mat16x16<f16, B>>(&kv[48u * KP + 4u], KP), s1);
+        s0 = coopMultiplyAdd(q3, coopLoadT<coop_mat16x16<f16, B>>(&ks[48u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q3, coopLoadT<coop_mat16x16<f16, B>>(&ks[48u * KP + 4u], KP), s1);
     }
     if (HEAD_DIM > 64u) {
-        s0 = coopMultiplyAdd(q4_, coopLoadT<coop_mat16x16<f16, B>>(&kv[64u * KP], KP), s0);
-        s1 = coopMultiplyAdd(q4_, coopLoadT<coop_mat16x16<f16, B>>(&kv[64u * KP + 4u], KP), s1);
+        s0 = coopMultiplyAdd(q4_, coopLoadT<coop_mat16x16<f16, B>>(&ks[64u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q4_, coopLoadT<coop_mat16x16<f16, B>>(&ks[64u * KP + 4u], KP), s1);
     }
     if (HEAD_DIM > 80u) {
-        s0 = coopMultiplyAdd(q5, coopLoadT<coop_mat16x16<f16, B>>(&kv[80u * KP], KP), s0);
-        s1 = coopMultiplyAdd(q5, coopLoadT<coop_mat16x16<f16, B>>(&kv[80u * KP + 4u], KP), s1);
+        s0 = coopMultiplyAdd(q5, coopLoadT<coop_mat16x16<f16, B>>(&ks[80u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q5, coopLoadT<coop_mat16x16<f16, B>>(&ks[80u * KP + 4u], KP), s1);
     }
     if (HEAD_DIM > 96u) {
-        s0 = coopMultiplyAdd(q6, coopLoadT<coop_mat16x16<f16, B>>(&kv[96u * KP], KP), s0);
-        s1 = coopMultiplyAdd(q6, coopLoadT<coop_mat16x16<f16, B>>(&kv[96u * KP + 4u], KP), s1);
+        s0 = coopMultiplyAdd(q6, coopLoadT<coop_mat16x16<f16, B>>(&ks[96u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q6, coopLoadT<coop_mat16x16<f16, B>>(&ks[96u * KP + 4u], KP), s1);
     }
     if (HEAD_DIM > 112u) {
-        s0 = coopMultiplyAdd(q7, coopLoadT<coop_mat16x16<f16, B>>(&kv[112u * KP], KP), s0);
-        s1 = coopMultiplyAdd(q7, coopLoadT<coop_mat16x16<f16, B>>(&kv[112u * KP + 4u], KP), s1);
+        s0 = coopMultiplyAdd(q7, coopLoadT<coop_mat16x16<f16, B>>(&ks[112u * KP], KP), s0);
+        s1 = coopMultiplyAdd(q7, coopLoadT<coop_mat16x16<f16, B>>(&ks[112u * KP + 4u], KP), s1);
     }
     let at = ls * 16u * BK;
     coopStoreT(s0, &ss[at], BK);
@@ -203,6 +215,9 @@ fn prefill_coop(
     let k_base4 = kvh * (HEAD_DIM / 2u) * (pp.ctx / 4u);
     let v_base = kvh * pp.ctx * hd4;
 
+    if (lid == 0u) {
+        atomicStore(&rescale[0], 0u);  // seen after the q staging's barriers
+    }
     let per_sweep = min(n_sg, SLOTS);
     let total = hs * PB;
     let sweeps = (total + per_sweep - 1u) / per_sweep;
@@ -275,39 +290,7 @@ fn prefill_coop(
             row_sum[r] = 0.0;
         }
 
-        // Pass 1: each row's max over its keys. Lanes 2r and 2r + 1 take row r's two
-        // halves of the tile.
-        for (var t0 = 0u; t0 < n_keys; t0 += BK) {
-            workgroupBarrier();  // the previous tile's readers are done with kv (and ps)
-            stage_k(lid, k_base4, t0, n_keys);
-            workgroupBarrier();
-            if (owner) {
-                scores(ls, q0, q1, q2, q3, q4_, q5, q6, q7);
-            }
-            workgroupBarrier();
-            if (owner) {
-                for (var e = lane; e < 32u; e += sg_size) {
-                    let r = e / 2u;
-                    let j0 = 16u * (e % 2u);
-                    let limit = pos + sl.m + r;  // row r sees keys t <= limit
-                    var m = NEG;
-                    for (var q = 0u; q < 4u; q++) {
-                        let j = j0 + 4u * q;
-                        let at = (rl + r) * BK + j;
-                        let s = vec4<f32>(ss[at], ss[at + 1u], ss[at + 2u], ss[at + 3u]);
-                        let live = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u) <= vec4<u32>(limit);
-                        let v = select(vec4<f32>(NEG), s, live);
-                        m = max(m, max(max(v.x, v.y), max(v.z, v.w)));
-                    }
-                    m = max(m, subgroupShuffleXor(m, 1u));
-                    if (j0 == 0u) {
-                        row_max[rl + r] = max(row_max[rl + r], m);
-                    }
-                }
-            }
-        }
-
-        // Pass 2: P = exp2(S - max) / sum, O += P·V. o{i}: dims 16 i.. of the slot's rows.
+        // o{i}: dims 16 i.. of the slot's rows.
         var o0 = coop_mat16x16<f32, C>();
         var o1 = coop_mat16x16<f32, C>();
         var o2 = coop_mat16x16<f32, C>();
@@ -317,58 +300,67 @@ fn prefill_coop(
         var o6 = coop_mat16x16<f32, C>();
         var o7 = coop_mat16x16<f32, C>();
         for (var t0 = 0u; t0 < n_keys; t0 += BK) {
-            workgroupBarrier();
+            // ks is free: the previous tile's scores were taken before its softmax barrier.
             stage_k(lid, k_base4, t0, n_keys);
             workgroupBarrier();
             if (owner) {
                 scores(ls, q0, q1, q2, q3, q4_, q5, q6, q7);
             }
-            workgroupBarrier();  // every slot's scores are out: kv may take V
+            workgroupBarrier();  // every slot's scores are out
             if (owner) {
-                // Lanes 8r .. 8r + 7 (of e) take row r; their sums meet by shuffles.
-                for (var e = lane; e < 16u * (BK / 4u); e += sg_size) {
-                    let r = e / (BK / 4u);
-                    let j = 4u * (e % (BK / 4u));
-                    let limit = pos + sl.m + r;
-                    let at = (rl + r) * BK + j;
-                    let s = vec4<f32>(ss[at], ss[at + 1u], ss[at + 2u], ss[at + 3u]);
-                    let live = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u) <= vec4<u32>(limit);
-                    let p = select(vec4<f32>(0.0), exp2(s - row_max[rl + r]), live);
-                    ps[(rl + r) * PP + j / 4u] = vec4<f16>(p);
-                    var l = p.x + p.y + p.z + p.w;
-                    l += subgroupShuffleXor(l, 1u);
-                    l += subgroupShuffleXor(l, 2u);
-                    l += subgroupShuffleXor(l, 4u);
-                    if (j == 0u) {
-                        row_sum[rl + r] += l;
-                    }
-                }
+                softmax_tile(rl, pos + sl.m, t0, lane, sg_size);
             }
             stage_v(lid, v_base, t0, n_keys);
-            workgroupBarrier();
+            // Barrier, flag, barrier: ps, vs and the row factors are visible, and the flag
+            // is the same in every thread, so the slow path may hold barriers.
+            if (workgroupUniformLoad(&rescale[0]) != 0u) {
+                o0 = rescaled(owner, o0, ls, lane, sg_size);
+                o1 = rescaled(owner, o1, ls, lane, sg_size);
+                if (HEAD_DIM > 32u) {
+                    o2 = rescaled(owner, o2, ls, lane, sg_size);
+                }
+                if (HEAD_DIM > 48u) {
+                    o3 = rescaled(owner, o3, ls, lane, sg_size);
+                }
+                if (HEAD_DIM > 64u) {
+                    o4 = rescaled(owner, o4, ls, lane, sg_size);
+                }
+                if (HEAD_DIM > 80u) {
+                    o5 = rescaled(owner, o5, ls, lane, sg_size);
+                }
+                if (HEAD_DIM > 96u) {
+                    o6 = rescaled(owner, o6, ls, lane, sg_size);
+                }
+                if (HEAD_DIM > 112u) {
+                    o7 = rescaled(owner, o7, ls, lane, sg_size);
+                }
+                if (lid == 0u) {
+                    atomicStore(&rescale[0], 0u);  // every thread has read it (the load's barrier)
+                }
+            }
             if (owner) {
-                for (var ks = 0u; ks < BK / 16u; ks++) {
-                    let a = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP + 4u * ks], PP);
-                    let vb = 16u * ks * VP;
-                    o0 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb], VP), o0);
-                    o1 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 4u], VP), o1);
+                for (var kq = 0u; kq < BK / 16u; kq++) {
+                    let a = coopLoadT<coop_mat16x16<f16, A>>(&ps[rl * PP + 4u * kq], PP);
+                    let vb = 16u * kq * VP;
+                    o0 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb], VP), o0);
+                    o1 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb + 4u], VP), o1);
                     if (HEAD_DIM > 32u) {
-                        o2 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 8u], VP), o2);
+                        o2 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb + 8u], VP), o2);
                     }
                     if (HEAD_DIM > 48u) {
-                        o3 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 12u], VP), o3);
+                        o3 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb + 12u], VP), o3);
                     }
                     if (HEAD_DIM > 64u) {
-                        o4 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 16u], VP), o4);
+                        o4 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb + 16u], VP), o4);
                     }
                     if (HEAD_DIM > 80u) {
-                        o5 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 20u], VP), o5);
+                        o5 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb + 20u], VP), o5);
                     }
                     if (HEAD_DIM > 96u) {
-                        o6 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 24u], VP), o6);
+                        o6 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb + 24u], VP), o6);
                     }
                     if (HEAD_DIM > 112u) {
-                        o7 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&kv[vb + 28u], VP), o7);
+                        o7 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vb + 28u], VP), o7);
                     }
                 }
             }
@@ -396,6 +388,70 @@ fn prefill_coop(
             emit(owner, o7, ls, sl, 7u, n_rows, lane, sg_size);
         }
     }
+}
+
+// The slot's probabilities for the tile at t0 into ps, from its scores in ss; row r of
+// the slot (position p_row + r) sees keys t <= p_row + r. Lanes 8r .. 8r + 7 (of e) take
+// row r, 4 keys each, and meet by shuffles. A row whose tile max passes its running max
+// by more than TAU moves the max there: its sum and (through `rescaled`) its O take the
+// factor exp2(old - new).
+fn softmax_tile(rl: u32, p_row: u32, t0: u32, lane: u32, sg_size: u32) {
+    for (var e = lane; e < 16u * (BK / 4u); e += sg_size) {
+        let r = e / (BK / 4u);
+        let j = 4u * (e % (BK / 4u));
+        let at = (rl + r) * BK + j;
+        let s = vec4<f32>(ss[at], ss[at + 1u], ss[at + 2u], ss[at + 3u]);
+        let live = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u) <= vec4<u32>(p_row + r);
+        let v = select(vec4<f32>(NEG), s, live);
+        var top = max(max(v.x, v.y), max(v.z, v.w));
+        top = max(top, subgroupShuffleXor(top, 1u));
+        top = max(top, subgroupShuffleXor(top, 2u));
+        top = max(top, subgroupShuffleXor(top, 4u));
+        // Every lane of the row reads the old max before its first lane writes the new
+        // one (after the shuffles below, which all of them reach first).
+        let m_old = row_max[rl + r];
+        let moves = top > m_old + TAU;
+        let m = select(m_old, top, moves);
+        let p = select(vec4<f32>(0.0), exp2(s - m), live);
+        ps[(rl + r) * PP + j / 4u] = vec4<f16>(p);
+        var l = p.x + p.y + p.z + p.w;
+        l += subgroupShuffleXor(l, 1u);
+        l += subgroupShuffleXor(l, 2u);
+        l += subgroupShuffleXor(l, 4u);
+        if (j == 0u) {
+            let f = exp2(m_old - m);  // 1 if the max stays; 0 on the first tile
+            row_sum[rl + r] = row_sum[rl + r] * f + l;
+            row_max[rl + r] = m;
+            row_scale[rl + r] = f;
+            // A row's first tile (m_old = NEG) has nothing in O to scale.
+            if (moves && m_old > NEG) {
+                atomicStore(&rescale[0], 1u);
+            }
+        }
+    }
+}
+
+// The slow path: O's rows times this tile's factors (row_scale), through the slot's part
+// of ss (its scores were consumed). Called in uniform control flow: its barriers are
+// workgroup-wide, though each subgroup only touches its own slot.
+fn rescaled(owner: bool, o: coop_mat16x16<f32, C>, ls: u32, lane: u32, sg_size: u32) -> coop_mat16x16<f32, C> {
+    let at = ls * 16u * BK;
+    workgroupBarrier();
+    if (owner) {
+        coopStoreT(o, &ss[at], 16u);
+    }
+    workgroupBarrier();
+    if (owner) {
+        for (var e = lane; e < 256u; e += sg_size) {
+            ss[at + e] *= row_scale[ls * 16u + e / 16u];
+        }
+    }
+    workgroupBarrier();
+    var scaled = o;
+    if (owner) {
+        scaled = coopLoadT<coop_mat16x16<f32, C>>(&ss[at], 16u);
+    }
+    return scaled;
 }
 
 // Dims 16 i.. of the slot's 16 rows to out, divided by the rows' sums. The barriers are
