@@ -71,7 +71,8 @@ var<workgroup> row_sum: array<f32, SLOTS * 16u>;    // sum of exp2(score - row_m
 var<workgroup> row_scale: array<f32, SLOTS * 16u>;  // this tile's factor for O's row
 // [0]: some row's max moved in this tile. 16 bytes, not a lone atomic<u32>: with a 4-byte
 // workgroup variable in the module, the H100's driver returned zeros from P·V (every
-// accumulator lost; NOTES.md), as if the tiles' coop loads had lost their alignment.
+// accumulator lost; PERFORMANCE.md, session 9), as if the tiles' coop loads had lost
+// their alignment.
 var<workgroup> rescale: array<atomic<u32>, 4>;
 
 // Where a slot works: its query head and its first row in the chunk.
