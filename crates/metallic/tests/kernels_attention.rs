@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+// One value rounded to f16 and back (what the cache holds), as the CPU reference rounds it.
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::attention::{
     decode, decode_splits, decode_tile_keys, prefill, prefill_coop, prefill_coop_with,
@@ -13,6 +14,7 @@ use metallic::kernels::attention::{
     MAX_SPLITS,
 };
 use metallic::kernels::attention_coop::CoopSplit;
+use metallic::reference::round_f16 as f16_round;
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
 

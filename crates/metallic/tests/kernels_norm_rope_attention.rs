@@ -4,10 +4,12 @@
 mod common;
 
 use common::*;
+// One value rounded to f16 and back (what the cache holds), as the CPU reference rounds it.
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::rmsnorm::rmsnorm;
 use metallic::kernels::rope_kv::{rope_kv, RopeKvBindings};
 use metallic::reference;
+use metallic::reference::round_f16 as f16_round;
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
 

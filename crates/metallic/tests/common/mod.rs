@@ -233,11 +233,6 @@ pub fn unpack_f16_pair(w: u32) -> (f32, f32) {
     (h(w & 0xffff), h(w >> 16))
 }
 
-/// x rounded to f16 and back: what the cache can hold.
-pub fn f16_round(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
-}
-
 pub fn k_cache_from_gpu(words: &[u32], n_kv: usize, hd: usize, ctx: usize) -> Vec<f32> {
     let half = hd / 2;
     let mut k = vec![0f32; n_kv * ctx * hd];
