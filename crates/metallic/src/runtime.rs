@@ -325,9 +325,10 @@ impl Engine {
     /// per submission, so throughput drops while profiling). Prompt-chunk kernels are
     /// labelled `prefill/...`.
     pub fn enable_profiling(&mut self) -> Result<()> {
+        // Capacity for every dispatch a plan holds (a step launches at most that many).
         let n = self
             .dispatches_per_token()
-            .max(self.dispatches_per_prefill_chunk()) as u32;
+            .max(self.plans.prefill.len() + self.plans.head.len()) as u32;
         self.profiler = Some(Profiler::new(&self.gpu, n)?);
         Ok(())
     }
@@ -346,9 +347,16 @@ impl Engine {
         self.plans.decode.len() + self.plans.head.len()
     }
 
-    /// Dispatches per prompt chunk of more than one row: the prefill plan and the head.
+    /// Dispatches per full prompt chunk (`batch_size` rows): see
+    /// [`Engine::dispatches_per_chunk_of`].
     pub fn dispatches_per_prefill_chunk(&self) -> usize {
-        self.plans.prefill.len() + self.plans.head.len()
+        self.dispatches_per_chunk_of(self.batch_size())
+    }
+
+    /// Dispatches a prompt chunk of `rows` (more than one) launches: the prefill plan (its
+    /// GEMMs hold alternatives by chunk length, one of which runs) and the head.
+    pub fn dispatches_per_chunk_of(&self, rows: u32) -> usize {
+        self.plans.prefill.len_at(rows) + self.plans.head.len()
     }
 
     /// The body plan for a step of `rows` rows. One row takes the decode plan, also for a

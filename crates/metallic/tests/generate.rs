@@ -125,7 +125,7 @@ fn profiling_times_every_dispatch() {
         "one prompt chunk and 3 decode steps"
     );
     let (prompt, decode) = engine.profile.split_first().unwrap();
-    assert_eq!(prompt.len(), engine.dispatches_per_prefill_chunk());
+    assert_eq!(prompt.len(), engine.dispatches_per_chunk_of(3));
     assert!(prompt.iter().all(|k| k.label.starts_with("prefill/")));
     for step in decode {
         assert_eq!(step.len(), engine.dispatches_per_token());

@@ -120,6 +120,8 @@ fn check(gpu: &Gpu, cfg: &GemmConfig, c: Case, rng: &mut Rng) -> usize {
         &dummy,
     )
     .unwrap();
+    // A plan holds alternatives for other chunk lengths; count what this step launches.
+    let ds: Vec<_> = ds.into_iter().filter(|d| d.runs_at(c.rows)).collect();
     let reduces = ds
         .iter()
         .filter(|d| d.label.starts_with("gemm_splitk_reduce"))
@@ -639,6 +641,148 @@ fn split_k_choice() {
     assert_eq!(split_k_for(144, 3584, 0), 1);
     assert_eq!(split_k_for(28, 18944, FLAG_ACCUMULATE), 4);
     assert_eq!(split_k_for(28, 37888, FLAG_SWIGLU), 1);
+}
+
+#[test]
+fn wave_split_choice() {
+    use metallic::kernels::matmul_gemm::{wave_split_k, FLAG_ACCUMULATE, FLAG_BIAS, FLAG_SWIGLU};
+    // 132 SMs, one 128 x 128 workgroup each. 7B down (K = 18944): 112 tiles fill one wave
+    // and stay whole; 140 (a 630-row chunk) leave a second wave of 8, and four ranges take
+    // 5 waves of a quarter (1.25 tile-times against 2); 448 (2048 rows) take 3.5 in two
+    // ranges against 4 whole. K = 3584 (o, qkv) has 56 stages, too few for four ranges of
+    // 16. SwiGLU never splits.
+    assert_eq!(wave_split_k(112, 18944, FLAG_ACCUMULATE, 132), 1);
+    assert_eq!(wave_split_k(140, 18944, FLAG_ACCUMULATE, 132), 4);
+    assert_eq!(wave_split_k(448, 18944, FLAG_ACCUMULATE, 132), 2);
+    assert_eq!(wave_split_k(140, 3584, FLAG_ACCUMULATE, 132), 2);
+    assert_eq!(wave_split_k(144, 3584, FLAG_BIAS, 132), 2);
+    assert_eq!(wave_split_k(132, 3584, FLAG_BIAS, 132), 1);
+    assert_eq!(wave_split_k(140, 18944, FLAG_SWIGLU, 132), 1);
+    assert_eq!(wave_split_k(140, 900, FLAG_ACCUMULATE, 132), 1);
+    assert_eq!(wave_split_k(140, 18944, FLAG_ACCUMULATE, 0), 1);
+}
+
+#[test]
+fn coop_choice_follows_the_chunk_length() {
+    use metallic::kernels::matmul_gemm::{coop_choice, FLAG_ACCUMULATE, FLAG_BIAS};
+    use metallic::kernels::matmul_gemm_coop::CoopTile;
+    let generic = GemmConfig {
+        path: GemmPath::Coop,
+        split_k: None,
+        compute_units: None,
+    };
+    let h100 = generic.with_compute_units(Some(132));
+    let limit = 48 << 10;
+    // 0.5B down (896 x 4864): a 512-row chunk takes 112 tiles of 64 x 64 in two K ranges,
+    // as a plan built for 512 rows would, even in a plan built for 2048, whose 2048-row
+    // chunks take 112 tiles of 128 x 128 in two ranges (the generic rule; whole or split,
+    // the waves tie, and the wave rule never removes a split).
+    let c =
+        |cfg: &GemmConfig, rows| coop_choice(cfg, 896, 4864, rows, FLAG_ACCUMULATE, limit, None);
+    assert_eq!(c(&generic, 512), (CoopTile::NARROW, 2));
+    assert_eq!(c(&h100, 512), (CoopTile::NARROW, 2));
+    assert_eq!(c(&generic, 2048), (CoopTile::TALL, 2));
+    assert_eq!(c(&h100, 2048), (CoopTile::TALL, 2));
+    // 7B qkv (4608 x 3584) at 512 rows: 144 tall tiles, a second wave of 12 unless split.
+    let q = |cfg: &GemmConfig| coop_choice(cfg, 4608, 3584, 512, FLAG_BIAS, limit, None);
+    assert_eq!(q(&generic), (CoopTile::TALL, 1));
+    assert_eq!(q(&h100), (CoopTile::TALL, 2));
+    // 7B down (3584 x 18944) at 630 rows: 140 tall tiles, four ranges with the SM count.
+    let d =
+        |cfg: &GemmConfig, rows| coop_choice(cfg, 3584, 18944, rows, FLAG_ACCUMULATE, limit, None);
+    assert_eq!(d(&generic, 630), (CoopTile::TALL, 1));
+    assert_eq!(d(&h100, 630), (CoopTile::TALL, 4));
+    // A forced tile and split win.
+    let forced = h100.with_split_k(Some(2));
+    let f = coop_choice(
+        &forced,
+        3584,
+        18944,
+        630,
+        FLAG_ACCUMULATE,
+        limit,
+        Some(CoopTile::WIDE),
+    );
+    assert_eq!(f, (CoopTile::WIDE, 2));
+}
+
+#[test]
+fn gemm_plan_picks_by_chunk_length() {
+    // A coop GEMM built for up to 700 rows holds one dispatch (and reduce pass) per range
+    // of chunk lengths; each step launches exactly one of them and writes its rows. With
+    // 2200 outputs and K = 2112 (33 stages): up to 448 rows 64 x 128 tiles in two K
+    // ranges, to 640 whole (over 264 workgroups split), then 108 tiles of 128 x 128, in
+    // two ranges again.
+    let gpu = gpu(None);
+    let Some(coop) = coop_config(&gpu) else {
+        return;
+    };
+    let cfg = coop.with_compute_units(Some(132));
+    let mut rng = Rng::new(31);
+    let (n, k, max_rows) = (2200usize, 2112usize, 700u32);
+    let (w, deq) = matrix(
+        &gpu,
+        GgmlType::F16,
+        n as u32,
+        k as u32,
+        &rand_vec(&mut rng, n * k, 1.0),
+    );
+    let x = Activation::new(&gpu, "x", max_rows, k as u32).unwrap();
+    let y = Activation::new(&gpu, "y", max_rows, n as u32).unwrap();
+    let xs = rand_vec(&mut rng, max_rows as usize * k, 1.0);
+    write_rows(&gpu, &x, &xs, f32::NAN);
+    let bias = rand_vec(&mut rng, n, 0.5);
+    let bias_buf = f32_buffer(&gpu, "bias", &bias);
+    let dummy = storage_buffer(&gpu, "dummy", 16);
+    let state = storage_buffer(&gpu, "state", 16);
+    let mut plan = Plan::default();
+    plan.extend(
+        linear(
+            &gpu,
+            &cfg,
+            &state,
+            &w,
+            &x,
+            (&y, 0),
+            Some(&bias_buf),
+            false,
+            &dummy,
+        )
+        .unwrap(),
+    );
+    let gemms = |rows| {
+        plan.dispatches
+            .iter()
+            .filter(|d| d.runs_at(rows) && d.label.starts_with("gemm_f16"))
+            .count()
+    };
+    assert_eq!(plan.len(), 5, "three GEMMs and two reduce passes");
+    for rows in [65u32, 449, 700] {
+        assert_eq!(gemms(rows), 1, "rows={rows}: one GEMM launched");
+        write_u32(&gpu, &state, &[0, rows, 0, 0]);
+        poison(&gpu, &y.buf);
+        run_plan(&gpu, &plan, rows, 1);
+        let got = read_f32(&gpu, &y.buf);
+        let rows = rows as usize;
+        let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
+        for m in 0..rows {
+            for j in 0..n {
+                let terms = (0..k).map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64);
+                want.push(terms.clone().sum::<f64>() + bias[j] as f64);
+                abs_sum.push(terms.map(f64::abs).sum());
+            }
+        }
+        let what = format!("rows={rows} ({} launched)", plan.len_at(rows as u32));
+        check_close(
+            &what,
+            &cfg,
+            &unpad(&y, &got, rows),
+            &want,
+            &abs_sum,
+            k as u32,
+        );
+        assert_poisoned(&what, &got[rows * y.stride as usize..]);
+    }
 }
 
 #[test]

@@ -24,6 +24,10 @@ pub struct Gpu {
     /// (tensor cores: NVIDIA reports this configuration). The `matmul_gemm_coop` kernels
     /// need it; without it the GEMM takes its portable path.
     pub coop_matrix_f16: bool,
+    /// Streaming multiprocessors (compute units), where known: `METALLIC_GPU_COMPUTE_UNITS`,
+    /// else [`known_compute_units`]. wgpu does not report it; the GEMM sizes its split-K to
+    /// whole waves of 128 x 128 workgroups with it, and keeps its generic rule without.
+    pub compute_units: Option<u32>,
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     scratch: Mutex<Option<wgpu::Buffer>>,
@@ -106,6 +110,19 @@ impl Gpu {
         }
         // Offsets and sizes of split chunks stay 256-byte aligned.
         let max_binding_bytes = max_binding & !255;
+        let compute_units = match std::env::var("METALLIC_GPU_COMPUTE_UNITS") {
+            Err(_) => known_compute_units(&info.name),
+            Ok(v) => match v.trim() {
+                "" | "auto" => known_compute_units(&info.name),
+                "0" | "unknown" => None,
+                n => Some(n.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "METALLIC_GPU_COMPUTE_UNITS must be auto, unknown (or 0) or a count of \
+                         streaming multiprocessors, got '{v}'"
+                    ))
+                })?),
+            },
+        };
         Ok(Self {
             device,
             queue,
@@ -114,6 +131,7 @@ impl Gpu {
             max_binding_bytes,
             has_timestamps: wanted.contains(wgpu::Features::TIMESTAMP_QUERY),
             coop_matrix_f16,
+            compute_units,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             scratch: Mutex::default(),
@@ -238,6 +256,19 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))
+    }
+}
+
+/// Streaming multiprocessors of the adapters whose count the GEMM was measured with (wgpu
+/// reports no such number): the H100 SXM and NVL and the H200 have 132, the H100 PCIe 114.
+/// None for any other adapter.
+pub fn known_compute_units(adapter_name: &str) -> Option<u32> {
+    if adapter_name.contains("H100") && adapter_name.contains("PCIe") {
+        Some(114)
+    } else if adapter_name.contains("H100") || adapter_name.contains("H200") {
+        Some(132)
+    } else {
+        None
     }
 }
 

@@ -6,5 +6,5 @@ mod plan;
 pub mod profile;
 
 pub use buffer::{read_buffer, storage_buffer, uniform_buffer, RowSplit};
-pub use context::{Gpu, GpuOptions};
+pub use context::{known_compute_units, Gpu, GpuOptions};
 pub use plan::{Dispatch, Grid, Plan};

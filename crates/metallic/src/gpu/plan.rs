@@ -12,6 +12,18 @@ pub enum Grid {
     RowTiles { x: u32, tile_rows: u32 },
     /// [`Grid::RowTiles`] repeated `z` times along grid z (split-K GEMMs: one K range each).
     RowTilesSplit { x: u32, tile_rows: u32, z: u32 },
+    /// [`Grid::RowTilesSplit`], recorded only for steps of `rows.0..=rows.1` rows: a plan
+    /// built once can hold one GEMM per range of chunk lengths (each with the tile and
+    /// split-K that suit those lengths), of which a step records the one for its own.
+    RowTilesFor {
+        x: u32,
+        tile_rows: u32,
+        z: u32,
+        rows: (u32, u32),
+    },
+    /// [`Grid::PerRow`], recorded only for steps of `rows.0..=rows.1` rows (the split-K
+    /// reduce pass that goes with a [`Grid::RowTilesFor`]).
+    PerRowFor { x: u32, rows: (u32, u32) },
 }
 
 impl Grid {
@@ -27,6 +39,16 @@ impl Grid {
             Grid::PerRow(x) => [x, rows, 1],
             Grid::RowTiles { x, tile_rows } => [x, rows.div_ceil(tile_rows), 1],
             Grid::RowTilesSplit { x, tile_rows, z } => [x, rows.div_ceil(tile_rows), z],
+            Grid::RowTilesFor {
+                x,
+                tile_rows,
+                z,
+                rows: (lo, hi),
+            } if (lo..=hi).contains(&rows) => [x, rows.div_ceil(tile_rows), z],
+            Grid::PerRowFor { x, rows: (lo, hi) } if (lo..=hi).contains(&rows) => {
+                Grid::PerRow(x).size(rows)
+            }
+            Grid::RowTilesFor { .. } | Grid::PerRowFor { .. } => [0, 0, 0],
         }
     }
 }
@@ -41,11 +63,16 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// Whether a step of `rows` rows launches this dispatch (an empty grid is skipped).
+    pub fn runs_at(&self, rows: u32) -> bool {
+        !self.grid.size(rows).contains(&0)
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, rows: u32) {
-        let [x, y, z] = self.grid.size(rows);
-        if x == 0 || y == 0 || z == 0 {
+        if !self.runs_at(rows) {
             return;
         }
+        let [x, y, z] = self.grid.size(rows);
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(x, y, z);
@@ -74,8 +101,14 @@ impl Plan {
         }
     }
 
+    /// Dispatches held, alternatives for other chunk lengths included.
     pub fn len(&self) -> usize {
         self.dispatches.len()
+    }
+
+    /// Dispatches a step of `rows` rows launches.
+    pub fn len_at(&self, rows: u32) -> usize {
+        self.dispatches.iter().filter(|d| d.runs_at(rows)).count()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -62,7 +62,7 @@ impl Profiler {
     ) -> Result<Vec<String>> {
         let mut labels = Vec::new();
         for (plan, rows) in plans {
-            for d in &plan.dispatches {
+            for d in plan.dispatches.iter().filter(|d| d.runs_at(*rows)) {
                 let i = labels.len() as u32;
                 if i >= self.capacity {
                     return Err(Error::Gpu(format!(

@@ -12,7 +12,10 @@
 //!   output written as f16, so the prefill plan's GEMM inputs cost half the bytes.
 //!
 //! The batch row count comes from the step state (`n_rows`), and the grid is
-//! [`Grid::RowTiles`], so a plan built once serves any chunk length.
+//! [`Grid::RowTiles`], so a plan built once serves any chunk length. On the coop path the
+//! tile and split-K are chosen per range of chunk lengths ([`coop_choice`]): the plan holds
+//! one dispatch per range ([`Grid::RowTilesFor`]) and a step launches the one for its
+//! length, so a 512-row prompt in a plan built for 2048 gets the 512-row tiles.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -54,8 +57,12 @@ pub enum GemmPath {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmConfig {
     pub path: GemmPath,
-    /// Split-K ranges on the coop path: None picks per matrix ([`split_k_for`]).
+    /// Split-K ranges on the coop path: None picks per matrix and chunk length
+    /// ([`coop_choice`]).
     pub split_k: Option<u32>,
+    /// The adapter's SM count ([`Gpu::compute_units`]): with it, 128 x 128 tiles split K
+    /// to fill whole waves ([`wave_split_k`]).
+    pub compute_units: Option<u32>,
 }
 
 impl GemmConfig {
@@ -69,6 +76,7 @@ impl GemmConfig {
         Self {
             path,
             split_k: None,
+            compute_units: gpu.compute_units,
         }
     }
 
@@ -85,12 +93,21 @@ impl GemmConfig {
         Ok(Self {
             path,
             split_k: None,
+            compute_units: gpu.compute_units,
         })
     }
 
     /// The same path with `split` K ranges on the coop path (1, 2 or 4; None: per matrix).
     pub fn with_split_k(self, split_k: Option<u32>) -> Self {
         Self { split_k, ..self }
+    }
+
+    /// The same path sizing split-K for this many SMs (None: the generic rule).
+    pub fn with_compute_units(self, compute_units: Option<u32>) -> Self {
+        Self {
+            compute_units,
+            ..self
+        }
     }
 
     /// `METALLIC_GEMM=auto|portable|coop` (default auto) and
@@ -256,6 +273,115 @@ pub fn split_k_for(tiles: u32, k: u32, flags: u32) -> u32 {
     split
 }
 
+/// Where the SM count is known ([`Gpu::compute_units`]), the split for 128 x 128 tiles,
+/// which run one workgroup per SM: the workgroups go out in waves of `compute_units`, so
+/// `tiles` of them take ceil(tiles / units) tile-times, and split in s ranges,
+/// ceil(s tiles / units) / s. The smallest split within 10% of the best (the reduce pass
+/// costs a little), at least 16 stages of 64 per range, never for SwiGLU. On an H100
+/// (132): 7B down at a 630-row chunk (140 tiles, a second wave of 8) splits in four,
+/// 1.25 tile-times instead of 2; at 512 rows (112 tiles) it stays whole.
+pub fn wave_split_k(tiles: u32, k: u32, flags: u32, compute_units: u32) -> u32 {
+    if flags & FLAG_SWIGLU != 0 || compute_units == 0 {
+        return 1;
+    }
+    let stages = k.div_ceil(64);
+    let cost = |s: u32| (tiles * s).div_ceil(compute_units) as f64 / s as f64;
+    let allowed = [1u32, 2, 4]
+        .into_iter()
+        .filter(|&s| s == 1 || stages / s >= 16);
+    let best = allowed.clone().map(cost).fold(f64::INFINITY, f64::min);
+    allowed
+        .into_iter()
+        .find(|&s| cost(s) <= best * 1.1)
+        .unwrap_or(1)
+}
+
+/// The coop tile and split-K for a chunk of `rows` rows of a GEMM with `n` outputs and
+/// inner dimension `k`. Both are chosen for the chunk's own length, not the plan's
+/// largest: a 512-row chunk of a plan built for 2048 would otherwise get the 2048-row
+/// tile (0.5B o and down: 28 workgroups of 128 x 128 instead of 112 of 64 x 64).
+pub fn coop_choice(
+    cfg: &GemmConfig,
+    n: u32,
+    k: u32,
+    rows: u32,
+    flags: u32,
+    max_workgroup_bytes: u32,
+    forced_tile: Option<CoopTile>,
+) -> (CoopTile, u32) {
+    let tile = forced_tile.unwrap_or_else(|| CoopTile::for_shape(n, rows, max_workgroup_bytes));
+    let (cm, cn) = tile.shape();
+    let tiles = rows.div_ceil(cm) * n.div_ceil(cn);
+    // The wave rule only adds splits: where it ties with fewer ranges than the generic
+    // rule (0.5B down at 2048 rows: 112 tiles whole or in two), the generic choice stays.
+    let split = cfg.split_k.unwrap_or_else(|| match cfg.compute_units {
+        Some(units) if tile == CoopTile::TALL => {
+            split_k_for(tiles, k, flags).max(wave_split_k(tiles, k, flags, units))
+        }
+        _ => split_k_for(tiles, k, flags),
+    });
+    (tile, split)
+}
+
+/// One alternative of a GEMM chunk's dispatch: its tile (None: the portable kernel) and
+/// split, for steps of `rows.0..=rows.1` rows.
+#[derive(Clone, Copy, PartialEq)]
+struct ChunkPlan {
+    rows: (u32, u32),
+    tile: Option<CoopTile>,
+    split: u32,
+}
+
+/// Granularity of the chunk lengths the coop plans are chosen for: the smallest tile's
+/// rows, so tile counts are constant within each step.
+const PLAN_ROW_STEP: u32 = 64;
+
+/// [`coop_choice`] for every chunk length up to `max_rows`, in steps of
+/// [`PLAN_ROW_STEP`] rows (each chosen for its longest length); adjacent steps with the
+/// same choice are merged by [`merge_equal`].
+fn coop_plans(
+    cfg: &GemmConfig,
+    n: u32,
+    k: u32,
+    max_rows: u32,
+    flags: u32,
+    max_workgroup_bytes: u32,
+    forced_tile: Option<CoopTile>,
+) -> Vec<ChunkPlan> {
+    (0..max_rows.div_ceil(PLAN_ROW_STEP).max(1))
+        .map(|i| {
+            let lo = i * PLAN_ROW_STEP + 1;
+            let hi = ((i + 1) * PLAN_ROW_STEP).min(max_rows.max(1));
+            let (tile, split) = coop_choice(cfg, n, k, hi, flags, max_workgroup_bytes, forced_tile);
+            ChunkPlan {
+                rows: (lo, hi),
+                tile: Some(tile),
+                split,
+            }
+        })
+        .collect()
+}
+
+/// Merges adjacent plans with the same tile and split; the last one extends to any
+/// length (a plan never gets longer chunks than it was built for, and one row takes the
+/// decode plan, but the GEMM alone may be called with any count).
+fn merge_equal(plans: Vec<ChunkPlan>) -> Vec<ChunkPlan> {
+    let mut out: Vec<ChunkPlan> = Vec::new();
+    for p in plans {
+        match out.last_mut() {
+            Some(last) if (last.tile, last.split) == (p.tile, p.split) => last.rows.1 = p.rows.1,
+            _ => out.push(p),
+        }
+    }
+    if let Some(first) = out.first_mut() {
+        first.rows.0 = 0;
+    }
+    if let Some(last) = out.last_mut() {
+        last.rows.1 = u32::MAX;
+    }
+    out
+}
+
 #[allow(clippy::too_many_arguments)]
 fn dispatches(
     gpu: &Gpu,
@@ -289,43 +415,30 @@ fn dispatches(
     for chunk in &w.chunks {
         // Bytes of split-K's partial sums, (split, rows, n) f32.
         let part_bytes = |split: u32| split as u64 * x.rows as u64 * chunk.rows as u64 * 4;
-        let (pipeline, (tile_rows, tile_n), constants, split) = match cfg.path {
-            GemmPath::Portable => (
-                gpu.pipeline(family, &entry, &[])?,
-                cfg.tile(),
-                Vec::new(),
-                1,
-            ),
+        let plans = match cfg.path {
+            GemmPath::Portable => vec![ChunkPlan {
+                rows: (1, u32::MAX),
+                tile: None,
+                split: 1,
+            }],
             GemmPath::Coop => {
                 let limit = gpu.limits.max_compute_workgroup_storage_size;
-                let tile = forced.unwrap_or_else(|| CoopTile::for_shape(chunk.rows, x.rows, limit));
-                let (cm, cn) = tile.shape();
-                let tiles = x.rows.div_ceil(cm) * chunk.rows.div_ceil(cn);
-                let mut split = cfg
-                    .split_k
-                    .unwrap_or_else(|| split_k_for(tiles, w.k, flags));
+                let mut plans = coop_plans(cfg, chunk.rows, w.k, x.rows, flags, limit, forced);
                 // The partial sums must fit one binding: otherwise auto does not split,
                 // and a forced split is an error.
-                if split > 1 && part_bytes(split) > gpu.max_binding_bytes {
-                    if cfg.split_k.is_some() {
-                        return Err(Error::Invalid(format!(
-                            "GEMM '{}': split-K's {} bytes of partial sums exceed the storage binding limit; lower --batch-size or METALLIC_GEMM_COOP_SPLIT_K",
-                            w.name,
-                            part_bytes(split)
-                        )));
+                for plan in &mut plans {
+                    if plan.split > 1 && part_bytes(plan.split) > gpu.max_binding_bytes {
+                        if cfg.split_k.is_some() {
+                            return Err(Error::Invalid(format!(
+                                "GEMM '{}': split-K's {} bytes of partial sums exceed the storage binding limit; lower --batch-size or METALLIC_GEMM_COOP_SPLIT_K",
+                                w.name,
+                                part_bytes(plan.split)
+                            )));
+                        }
+                        plan.split = 1;
                     }
-                    split = 1;
                 }
-                let mut constants = tile.constants().to_vec();
-                constants.push(("X_F16", x.half as u32 as f64));
-                constants.push(("Y_F16", y.half as u32 as f64));
-                constants.push(("SPLIT_K", split as f64));
-                (
-                    gpu.pipeline(family, &entry, &constants)?,
-                    tile.shape(),
-                    constants,
-                    split,
-                )
+                merge_equal(plans)
             }
         };
         let params = GemmParams {
@@ -354,58 +467,87 @@ fn dispatches(
         } else {
             (&y.buf, &rw_dummy)
         };
-        let mut entries = vec![
-            (0, ubuf.as_entire_binding()),
-            (1, state.as_entire_binding()),
-            (2, x32.as_entire_binding()),
-            (3, y32.as_entire_binding()),
-            (4, bias.as_entire_binding()),
-            (5, chunk.data.as_entire_binding()),
-            (6, scales.as_entire_binding()),
-        ];
-        // Split-K's partial sums, in the scratch every GEMM shares.
-        let part = match split {
-            1 => part_dummy.clone(),
-            _ => gpu.shared_scratch(part_bytes(split)),
-        };
-        if cfg.path == GemmPath::Coop {
-            entries.push((7, x16.as_entire_binding()));
-            entries.push((8, y16.as_entire_binding()));
-            entries.push((9, part.as_entire_binding()));
-        }
-        let x_tiles = chunk.rows.div_ceil(tile_n);
-        out.push(Dispatch {
-            label: format!("gemm_{}:{}", w.format.name(), short_name(&w.name)),
-            bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
-            pipeline: pipeline.clone(),
-            grid: match split {
-                1 => Grid::RowTiles {
-                    x: x_tiles,
-                    tile_rows,
-                },
-                z => Grid::RowTilesSplit {
-                    x: x_tiles,
-                    tile_rows,
-                    z,
-                },
-            },
-        });
-        if split > 1 {
-            // The reduce pass: sums the ranges and applies the bias / residual epilogue.
-            let reduce = gpu.pipeline(family, "gemm_splitk_reduce", &constants)?;
-            let entries = [
+        let label = format!("gemm_{}:{}", w.format.name(), short_name(&w.name));
+        // One plan covering every length keeps the plain grids.
+        let gated = plans.len() > 1;
+        for plan in plans {
+            let (pipeline, (tile_rows, tile_n), constants) = match plan.tile {
+                None => (gpu.pipeline(family, &entry, &[])?, cfg.tile(), Vec::new()),
+                Some(tile) => {
+                    let mut constants = tile.constants().to_vec();
+                    constants.push(("X_F16", x.half as u32 as f64));
+                    constants.push(("Y_F16", y.half as u32 as f64));
+                    constants.push(("SPLIT_K", plan.split as f64));
+                    (
+                        gpu.pipeline(family, &entry, &constants)?,
+                        tile.shape(),
+                        constants,
+                    )
+                }
+            };
+            let mut entries = vec![
                 (0, ubuf.as_entire_binding()),
                 (1, state.as_entire_binding()),
+                (2, x32.as_entire_binding()),
                 (3, y32.as_entire_binding()),
                 (4, bias.as_entire_binding()),
-                (9, part.as_entire_binding()),
+                (5, chunk.data.as_entire_binding()),
+                (6, scales.as_entire_binding()),
             ];
+            // Split-K's partial sums, in the scratch every GEMM shares.
+            let part = match plan.split {
+                1 => part_dummy.clone(),
+                split => gpu.shared_scratch(part_bytes(split)),
+            };
+            if cfg.path == GemmPath::Coop {
+                entries.push((7, x16.as_entire_binding()));
+                entries.push((8, y16.as_entire_binding()));
+                entries.push((9, part.as_entire_binding()));
+            }
+            let x_tiles = chunk.rows.div_ceil(tile_n);
             out.push(Dispatch {
-                label: format!("gemm_splitk_reduce:{}", short_name(&w.name)),
-                bind_group: gpu.bind_group(&w.name, &reduce, &entries),
-                pipeline: reduce,
-                grid: Grid::PerRow(chunk.rows.div_ceil(256)),
+                label: label.clone(),
+                bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
+                pipeline: pipeline.clone(),
+                grid: match (gated, plan.split) {
+                    (false, 1) => Grid::RowTiles {
+                        x: x_tiles,
+                        tile_rows,
+                    },
+                    (false, z) => Grid::RowTilesSplit {
+                        x: x_tiles,
+                        tile_rows,
+                        z,
+                    },
+                    (true, z) => Grid::RowTilesFor {
+                        x: x_tiles,
+                        tile_rows,
+                        z,
+                        rows: plan.rows,
+                    },
+                },
             });
+            if plan.split > 1 {
+                // The reduce pass: sums the ranges and applies the bias / residual epilogue.
+                let reduce = gpu.pipeline(family, "gemm_splitk_reduce", &constants)?;
+                let entries = [
+                    (0, ubuf.as_entire_binding()),
+                    (1, state.as_entire_binding()),
+                    (3, y32.as_entire_binding()),
+                    (4, bias.as_entire_binding()),
+                    (9, part.as_entire_binding()),
+                ];
+                let x = chunk.rows.div_ceil(256);
+                out.push(Dispatch {
+                    label: format!("gemm_splitk_reduce:{}", short_name(&w.name)),
+                    bind_group: gpu.bind_group(&w.name, &reduce, &entries),
+                    pipeline: reduce,
+                    grid: match gated {
+                        false => Grid::PerRow(x),
+                        true => Grid::PerRowFor { x, rows: plan.rows },
+                    },
+                });
+            }
         }
     }
     Ok(out)
