@@ -353,6 +353,26 @@ fn gemm_swiglu_on_interleaved_gate_up() {
     }
 }
 
+/// x W^T + bias for the first `rows` rows of x ((rows, k), dense) against the dequantized
+/// (n, k) weights, n = bias.len(), in f64; and per output sum |x_k w_k| (the f16 bound).
+fn reference_rows(
+    deq: &[f32],
+    xs: &[f32],
+    k: usize,
+    rows: usize,
+    bias: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
+    for m in 0..rows {
+        for (j, &b) in bias.iter().enumerate() {
+            let terms = (0..k).map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64);
+            want.push(terms.clone().sum::<f64>() + b as f64);
+            abs_sum.push(terms.map(f64::abs).sum());
+        }
+    }
+    (want, abs_sum)
+}
+
 #[test]
 fn gemm_one_plan_serves_any_batch() {
     // Dispatches built once (as the prefill plan is) follow the step state's row count:
@@ -381,14 +401,7 @@ fn gemm_one_plan_serves_any_batch() {
             poison(&gpu, &y.buf);
             run_plan(&gpu, &plan, rows as u32, 1);
             let got = read_f32(&gpu, &y.buf);
-            let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
-            for m in 0..rows {
-                for j in 0..n {
-                    let terms = (0..k).map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64);
-                    want.push(terms.clone().sum());
-                    abs_sum.push(terms.map(f64::abs).sum());
-                }
-            }
+            let (want, abs_sum) = reference_rows(&deq, &xs, k, rows, &vec![0.0; n]);
             let what = format!("rows={rows} {:?}", cfg.path);
             check_close(
                 &what,
@@ -764,14 +777,7 @@ fn gemm_plan_picks_by_chunk_length() {
         run_plan(&gpu, &plan, rows, 1);
         let got = read_f32(&gpu, &y.buf);
         let rows = rows as usize;
-        let (mut want, mut abs_sum) = (Vec::new(), Vec::new());
-        for m in 0..rows {
-            for j in 0..n {
-                let terms = (0..k).map(|i| deq[j * k + i] as f64 * xs[m * k + i] as f64);
-                want.push(terms.clone().sum::<f64>() + bias[j] as f64);
-                abs_sum.push(terms.map(f64::abs).sum());
-            }
-        }
+        let (want, abs_sum) = reference_rows(&deq, &xs, k, rows, &bias);
         let what = format!("rows={rows} ({} launched)", plan.len_at(rows as u32));
         check_close(
             &what,
