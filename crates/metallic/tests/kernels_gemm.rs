@@ -373,6 +373,29 @@ fn reference_rows(
     (want, abs_sum)
 }
 
+/// Runs `plan` for a step of `rows` rows (the step state set, y poisoned first) and checks
+/// y's first `rows` rows against `want` (outputs, sums |x_k w_k|: `reference_rows`), and
+/// that the rows past them stay poisoned.
+#[allow(clippy::too_many_arguments)]
+fn check_plan_step(
+    gpu: &Gpu,
+    cfg: &GemmConfig,
+    plan: &Plan,
+    state: &wgpu::Buffer,
+    y: &Activation,
+    rows: usize,
+    (want, abs_sum): &(Vec<f64>, Vec<f64>),
+    k: usize,
+    what: &str,
+) {
+    write_u32(gpu, state, &[0, rows as u32, 0, 0]);
+    poison(gpu, &y.buf);
+    run_plan(gpu, plan, rows as u32, 1);
+    let got = read_f32(gpu, &y.buf);
+    check_close(what, cfg, &unpad(y, &got, rows), want, abs_sum, k as u32);
+    assert_poisoned(what, &got[rows * y.stride as usize..]);
+}
+
 #[test]
 fn gemm_one_plan_serves_any_batch() {
     // Dispatches built once (as the prefill plan is) follow the step state's row count:
@@ -397,21 +420,9 @@ fn gemm_one_plan_serves_any_batch() {
         let mut plan = Plan::default();
         plan.extend(linear(&gpu, &cfg, &state, &w, &x, (&y, 0), None, false, &dummy).unwrap());
         for rows in [3usize, 100, 3] {
-            write_u32(&gpu, &state, &[0, rows as u32, 0, 0]);
-            poison(&gpu, &y.buf);
-            run_plan(&gpu, &plan, rows as u32, 1);
-            let got = read_f32(&gpu, &y.buf);
-            let (want, abs_sum) = reference_rows(&deq, &xs, k, rows, &vec![0.0; n]);
             let what = format!("rows={rows} {:?}", cfg.path);
-            check_close(
-                &what,
-                &cfg,
-                &unpad(&y, &got, rows),
-                &want,
-                &abs_sum,
-                k as u32,
-            );
-            assert_poisoned(&what, &got[rows * y.stride as usize..]);
+            let want = reference_rows(&deq, &xs, k, rows, &vec![0.0; n]);
+            check_plan_step(&gpu, &cfg, &plan, &state, &y, rows, &want, k, &what);
         }
     }
 }
@@ -772,22 +783,19 @@ fn gemm_plan_picks_by_chunk_length() {
     assert_eq!(plan.len(), 5, "three GEMMs and two reduce passes");
     for rows in [65u32, 449, 700] {
         assert_eq!(gemms(rows), 1, "rows={rows}: one GEMM launched");
-        write_u32(&gpu, &state, &[0, rows, 0, 0]);
-        poison(&gpu, &y.buf);
-        run_plan(&gpu, &plan, rows, 1);
-        let got = read_f32(&gpu, &y.buf);
-        let rows = rows as usize;
-        let (want, abs_sum) = reference_rows(&deq, &xs, k, rows, &bias);
-        let what = format!("rows={rows} ({} launched)", plan.len_at(rows as u32));
-        check_close(
-            &what,
+        let what = format!("rows={rows} ({} launched)", plan.len_at(rows));
+        let want = reference_rows(&deq, &xs, k, rows as usize, &bias);
+        check_plan_step(
+            &gpu,
             &cfg,
-            &unpad(&y, &got, rows),
+            &plan,
+            &state,
+            &y,
+            rows as usize,
             &want,
-            &abs_sum,
-            k as u32,
+            k,
+            &what,
         );
-        assert_poisoned(&what, &got[rows * y.stride as usize..]);
     }
 }
 

@@ -10,11 +10,10 @@ pub enum Grid {
     /// `x` workgroups for each tile of `tile_rows` batch rows (grid y = rows / tile_rows,
     /// rounded up): kernels that share weight or key tiles across batch rows.
     RowTiles { x: u32, tile_rows: u32 },
-    /// [`Grid::RowTiles`] repeated `z` times along grid z (split-K GEMMs: one K range each).
-    RowTilesSplit { x: u32, tile_rows: u32, z: u32 },
-    /// [`Grid::RowTilesSplit`], recorded only for steps of `rows.0..=rows.1` rows: a plan
-    /// built once can hold one GEMM per range of chunk lengths (each with the tile and
-    /// split-K that suit those lengths), of which a step records the one for its own.
+    /// [`Grid::RowTiles`] repeated `z` times along grid z (split-K GEMMs: one K range
+    /// each), recorded only for steps of `rows.0..=rows.1` rows: a plan built once can hold
+    /// one GEMM per range of chunk lengths (each with the tile and split-K that suit those
+    /// lengths), of which a step records the one for its own.
     RowTilesFor {
         x: u32,
         tile_rows: u32,
@@ -38,7 +37,6 @@ impl Grid {
             }
             Grid::PerRow(x) => [x, rows, 1],
             Grid::RowTiles { x, tile_rows } => [x, rows.div_ceil(tile_rows), 1],
-            Grid::RowTilesSplit { x, tile_rows, z } => [x, rows.div_ceil(tile_rows), z],
             Grid::RowTilesFor {
                 x,
                 tile_rows,
@@ -69,10 +67,10 @@ impl Dispatch {
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, rows: u32) {
-        if !self.runs_at(rows) {
+        let [x, y, z] = self.grid.size(rows);
+        if x == 0 || y == 0 || z == 0 {
             return;
         }
-        let [x, y, z] = self.grid.size(rows);
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(x, y, z);

@@ -11,11 +11,11 @@
 //!   path also takes f16 activations (`Activation::half`): x read as f16, and the SwiGLU
 //!   output written as f16, so the prefill plan's GEMM inputs cost half the bytes.
 //!
-//! The batch row count comes from the step state (`n_rows`), and the grid is
-//! [`Grid::RowTiles`], so a plan built once serves any chunk length. On the coop path the
-//! tile and split-K are chosen per range of chunk lengths ([`coop_choice`]): the plan holds
-//! one dispatch per range ([`Grid::RowTilesFor`]) and a step launches the one for its
-//! length, so a 512-row prompt in a plan built for 2048 gets the 512-row tiles.
+//! The batch row count comes from the step state (`n_rows`), and the grid follows it
+//! ([`Grid::RowTilesFor`]), so a plan built once serves any chunk length. On the coop path
+//! the tile and split-K are chosen per range of chunk lengths ([`coop_choice`]): the plan
+//! holds one dispatch per range and a step launches the one for its length, so a 512-row
+//! prompt in a plan built for 2048 gets the 512-row tiles.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -417,7 +417,7 @@ fn dispatches(
         let part_bytes = |split: u32| split as u64 * x.rows as u64 * chunk.rows as u64 * 4;
         let plans = match cfg.path {
             GemmPath::Portable => vec![ChunkPlan {
-                rows: (1, u32::MAX),
+                rows: (0, u32::MAX),
                 tile: None,
                 split: 1,
             }],
@@ -468,8 +468,6 @@ fn dispatches(
             (&y.buf, &rw_dummy)
         };
         let label = format!("gemm_{}:{}", w.format.name(), short_name(&w.name));
-        // One plan covering every length keeps the plain grids.
-        let gated = plans.len() > 1;
         for plan in plans {
             let (pipeline, (tile_rows, tile_n), constants) = match plan.tile {
                 None => (gpu.pipeline(family, &entry, &[])?, cfg.tile(), Vec::new()),
@@ -509,22 +507,11 @@ fn dispatches(
                 label: label.clone(),
                 bind_group: gpu.bind_group(&w.name, &pipeline, &entries),
                 pipeline: pipeline.clone(),
-                grid: match (gated, plan.split) {
-                    (false, 1) => Grid::RowTiles {
-                        x: x_tiles,
-                        tile_rows,
-                    },
-                    (false, z) => Grid::RowTilesSplit {
-                        x: x_tiles,
-                        tile_rows,
-                        z,
-                    },
-                    (true, z) => Grid::RowTilesFor {
-                        x: x_tiles,
-                        tile_rows,
-                        z,
-                        rows: plan.rows,
-                    },
+                grid: Grid::RowTilesFor {
+                    x: x_tiles,
+                    tile_rows,
+                    z: plan.split,
+                    rows: plan.rows,
                 },
             });
             if plan.split > 1 {
@@ -542,10 +529,7 @@ fn dispatches(
                     label: format!("gemm_splitk_reduce:{}", short_name(&w.name)),
                     bind_group: gpu.bind_group(&w.name, &reduce, &entries),
                     pipeline: reduce,
-                    grid: match gated {
-                        false => Grid::PerRow(x),
-                        true => Grid::PerRowFor { x, rows: plan.rows },
-                    },
+                    grid: Grid::PerRowFor { x, rows: plan.rows },
                 });
             }
         }
