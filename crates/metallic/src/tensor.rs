@@ -139,37 +139,45 @@ impl GpuMatrix {
         for &(first_row, n) in &split.chunks {
             let src = &src_rows[first_row as usize..(first_row + n) as usize];
             let label = format!("{name}[{first_row}..{}]", first_row + n);
-            let mut words = vec![0u8; n as usize * row_bytes];
+            let buf = storage_buffer(gpu, &label, n as u64 * row_bytes as u64);
             let mut scales = None;
             match ty {
-                GgmlType::F16 => {
-                    for (dst, s) in words.chunks_mut(row_bytes).zip(src) {
-                        dst[..s.len()].copy_from_slice(s);
-                    }
-                }
+                GgmlType::F16 => gpu.upload_rows(&buf, row_bytes, src.len(), &|r, out| {
+                    out[..src[r].len()].copy_from_slice(src[r]);
+                    Ok(())
+                })?,
                 GgmlType::F32 | GgmlType::BF16 => {
-                    for (dst, s) in words.chunks_mut(row_bytes).zip(src) {
-                        let row = dequant::to_f32(ty, s, k as usize)?;
-                        dst[..row.len() * 4].copy_from_slice(bytemuck::cast_slice(&row));
-                    }
+                    gpu.upload_rows(&buf, row_bytes, src.len(), &|r, out| {
+                        let row = dequant::to_f32(ty, src[r], k as usize)?;
+                        out[..row.len() * 4].copy_from_slice(bytemuck::cast_slice(&row));
+                        Ok(())
+                    })?
                 }
                 GgmlType::Q8_0 => {
-                    let mut sc =
-                        vec![0u8; (n as usize * blocks_per_row as usize * 2).next_multiple_of(4)];
-                    for (b, block) in src.iter().flat_map(|row| row.chunks_exact(34)).enumerate() {
-                        sc[b * 2..b * 2 + 2].copy_from_slice(&block[..2]);
-                        words[b * 32..b * 32 + 32].copy_from_slice(&block[2..]);
-                    }
-                    let buf = storage_buffer(gpu, &format!("{label}.scales"), sc.len() as u64);
-                    gpu.queue.write_buffer(&buf, 0, &sc);
-                    scales = Some(buf);
+                    // Each 34-byte block: its f16 scale to the scale rows, its 32 int8 to
+                    // the weight rows.
+                    let scale_row = blocks_per_row as usize * 2;
+                    let sc = storage_buffer(
+                        gpu,
+                        &format!("{label}.scales"),
+                        (n as u64 * scale_row as u64).next_multiple_of(4),
+                    );
+                    gpu.upload_rows(&sc, scale_row, src.len(), &|r, out| {
+                        for (dst, block) in out.chunks_exact_mut(2).zip(src[r].chunks_exact(34)) {
+                            dst.copy_from_slice(&block[..2]);
+                        }
+                        Ok(())
+                    })?;
+                    gpu.upload_rows(&buf, row_bytes, src.len(), &|r, out| {
+                        for (dst, block) in out.chunks_exact_mut(32).zip(src[r].chunks_exact(34)) {
+                            dst.copy_from_slice(&block[2..]);
+                        }
+                        Ok(())
+                    })?;
+                    scales = Some(sc);
                 }
                 _ => unreachable!("format checked above"),
             }
-            let buf = storage_buffer(gpu, &label, words.len() as u64);
-            gpu.queue.write_buffer(&buf, 0, &words);
-            // Flush the staging copy now so peak host memory stays near one chunk.
-            gpu.queue.submit([]);
             chunks.push(MatrixChunk {
                 first_row,
                 rows: n,

@@ -31,6 +31,8 @@ pub struct Gpu {
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     scratch: Mutex<Option<wgpu::Buffer>>,
+    /// Staging buffers of `upload_rows` (freed by `release_staging` once a model is loaded).
+    pub(crate) staging: Mutex<crate::gpu::upload::StagingRing>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -135,6 +137,7 @@ impl Gpu {
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             scratch: Mutex::default(),
+            staging: Mutex::default(),
         })
     }
 
