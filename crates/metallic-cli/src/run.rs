@@ -67,6 +67,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
+    let start = std::time::Instant::now();
     let sampler = SamplerConfig {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -155,6 +156,8 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    // Everything before the prompt: file, tokenizer, weights on the GPU, kernels, buffers.
+    let load_s = start.elapsed().as_secs_f64();
     let profiling =
         args.profile || std::env::var("METALLIC_ENABLE_PROFILING").as_deref() == Ok("1");
     let profile_path = profiling.then(|| args.profile_out.clone());
@@ -228,6 +231,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             "stop_reason": generation.stop_reason.as_str(),
             "seed": sampler.seed,
             "generated_tokens": n,
+            "load_s": load_s,
             "prompt_s": generation.prompt_s,
             "decode_s": generation.decode_s,
             "total_s": total_s,
@@ -249,6 +253,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             path.display()
         );
     }
+    eprintln!("[metallic] load_s={load_s:.4}");
     eprintln!("[metallic] generated_tokens={n} total_s={total_s:.4} tps_total={tps_total:.2}");
     eprintln!(
         "[metallic] prompt_tokens={} prompt_s={:.4} decode_s={:.4} tps_decode={tps_decode:.2}",

@@ -113,7 +113,14 @@ fn json_greedy_matches_reference() {
         .collect();
     assert_eq!(json["text"], tok.decode(&visible));
     assert_eq!(json["generated_tokens"], tokens.len());
-    for key in ["prompt_s", "decode_s", "total_s", "tps_total", "tps_decode"] {
+    for key in [
+        "load_s",
+        "prompt_s",
+        "decode_s",
+        "total_s",
+        "tps_total",
+        "tps_decode",
+    ] {
         let v = json[key]
             .as_f64()
             .unwrap_or_else(|| panic!("{key}: {json}"));
@@ -177,10 +184,14 @@ fn stat_line(line: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// Checks that stderr ends with the two timing lines and returns their values.
+/// Checks that stderr ends with the load line and the two timing lines.
 fn check_stats(stderr: &str, generated: usize, prompt: usize) {
     let lines: Vec<&str> = stderr.lines().collect();
-    assert!(lines.len() >= 2, "stderr: {stderr}");
+    assert!(lines.len() >= 3, "stderr: {stderr}");
+    let load = stat_line(lines[lines.len() - 3]);
+    assert_eq!(load.len(), 1, "{stderr}");
+    assert_eq!(load[0].0, "load_s", "{stderr}");
+    assert!(load[0].1.is_finite() && load[0].1 > 0.0, "{stderr}");
     let a = stat_line(lines[lines.len() - 2]);
     let b = stat_line(lines[lines.len() - 1]);
     let keys = |s: &[(String, f64)]| s.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
