@@ -284,8 +284,9 @@ impl Engine {
         }
         let total: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
         let weights =
-            qwen2::Qwen2Weights::load(&gpu, file, &config, &mut |done| progress(done, total))?;
+            qwen2::Qwen2Weights::load(&gpu, file, &config, &mut |done| progress(done, total));
         gpu.release_staging();
+        let weights = weights?;
         let separate_ffn = weights
             .layers
             .iter()

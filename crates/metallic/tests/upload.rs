@@ -92,3 +92,32 @@ fn a_failing_row_fails_the_upload() {
     let got = read_buffer(&gpu, &dst, 0, 4096 * 10).unwrap();
     assert!(got.iter().all(|&b| b == 2));
 }
+
+#[test]
+fn a_panicking_row_leaves_the_ring_usable() {
+    let gpu = common::gpu(None);
+    let dst = storage_buffer(&gpu, "dst", 64 << 20);
+    let bad_row = |r: usize, out: &mut [u8]| -> metallic::Result<()> {
+        assert!(r != 9000, "row 9000 panics");
+        out.fill(1);
+        Ok(())
+    };
+    // Threaded pieces: the panic comes back as an error.
+    let err = gpu
+        .upload_rows_in_pieces(&dst, 4096, 16 << 10, 8 << 20, &bad_row)
+        .expect_err("a panicking row must fail the upload");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    // A piece filled on the caller's thread: the panic unwinds to the caller.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        gpu.upload_rows_in_pieces(&dst, 64, 9001, 1 << 20, &bad_row)
+    }));
+    assert!(caught.is_err(), "the row's panic reaches the caller");
+    gpu.upload_rows(&dst, 4096, 10, &|_, out| {
+        out.fill(3);
+        Ok(())
+    })
+    .expect("upload after a panicking one");
+    gpu.wait_idle().unwrap();
+    let got = read_buffer(&gpu, &dst, 0, 4096 * 10).unwrap();
+    assert!(got.iter().all(|&b| b == 3));
+}

@@ -54,7 +54,11 @@ impl StagingRing {
         self.next = (i + 1) % SLOTS;
         let slot = &mut self.slots[i];
         if let Some(s) = slot.as_ref() {
-            wait_mapped(gpu, s)?;
+            if let Err(e) = wait_mapped(gpu, s) {
+                // Not reused: the next pass round the ring makes a new one.
+                *slot = None;
+                return Err(e);
+            }
         }
         if slot.as_ref().is_none_or(|s| s.buf.size() < bytes) {
             let size = bytes.next_power_of_two().clamp(
@@ -76,22 +80,44 @@ impl StagingRing {
     }
 }
 
+/// Waits for the slot's last copy, whose completion also runs its map callback; failing
+/// that, for all submitted work once more, then gives up rather than spin.
 fn wait_mapped(gpu: &Gpu, slot: &Slot) -> Result<()> {
-    loop {
-        if let Some(ok) = *slot.mapped.lock().unwrap() {
-            return if ok {
-                Ok(())
-            } else {
-                Err(Error::Gpu("mapping an upload staging buffer failed".into()))
-            };
+    let polls = [
+        wgpu::PollType::Wait {
+            submission_index: slot.copied_in.clone(),
+            timeout: None,
+        },
+        wgpu::PollType::wait_indefinitely(),
+    ];
+    for poll in polls {
+        if let Some(ok) = *lock(&slot.mapped) {
+            return map_outcome(ok);
         }
         gpu.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: slot.copied_in.clone(),
-                timeout: None,
-            })
+            .poll(poll)
             .map_err(|e| Error::Gpu(format!("device poll failed: {e}")))?;
     }
+    match *lock(&slot.mapped) {
+        Some(ok) => map_outcome(ok),
+        None => Err(Error::Gpu(
+            "an upload staging buffer was never mapped again".into(),
+        )),
+    }
+}
+
+fn map_outcome(ok: bool) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Gpu("mapping an upload staging buffer failed".into()))
+    }
+}
+
+/// A panic while filling a piece (in `fill_row`) must not make every later upload panic
+/// on a poisoned lock: the state behind these locks stays valid whatever a fill did.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Rows per piece: as many as fit `piece_bytes`, a multiple of `step` so every piece but
@@ -144,7 +170,7 @@ impl Gpu {
             )));
         }
         let per_piece = rows_per_piece(row_bytes, piece_bytes);
-        let mut ring = self.staging.lock().unwrap();
+        let mut ring = lock(&self.staging);
         let mut first = 0;
         while first < rows {
             let n = per_piece.min(rows - first);
@@ -167,7 +193,7 @@ impl Gpu {
             let state = Arc::new(Mutex::new(None));
             slot.mapped = state.clone();
             slot.buf.map_async(wgpu::MapMode::Write, .., move |r| {
-                *state.lock().unwrap() = Some(r.is_ok());
+                *lock(&state) = Some(r.is_ok());
             });
             first += n;
         }
@@ -177,7 +203,7 @@ impl Gpu {
     /// Frees the upload staging buffers (host memory the driver keeps mapped); the next
     /// upload makes new ones.
     pub fn release_staging(&self) {
-        *self.staging.lock().unwrap() = StagingRing::default();
+        *lock(&self.staging) = StagingRing::default();
     }
 }
 
@@ -225,10 +251,16 @@ fn fill_rows(
             }));
             start += m;
         }
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(Error::Gpu("an upload thread panicked".into())))
-        })
+        // Every thread is joined (an unjoined one that panicked would make `scope` panic),
+        // then the first error wins.
+        let results: Vec<Result<()>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Gpu("an upload thread panicked".into())))
+            })
+            .collect();
+        results.into_iter().collect()
     })
 }
 
