@@ -21,7 +21,7 @@ const SLOTS: usize = 3;
 const MAX_SLOT_BYTES: u64 = 64 << 20;
 const MIN_SLOT_BYTES: u64 = 1 << 20;
 /// Threads filling one piece; below `PARALLEL_MIN_BYTES` a piece is filled on the caller's.
-const MAX_THREADS: usize = 8;
+const MAX_THREADS: usize = 16;
 const PARALLEL_MIN_BYTES: usize = 4 << 20;
 
 /// Writes row `r` of an upload in full (padding included) into the slice, which holds
