@@ -82,15 +82,19 @@ fn a_failing_row_fails_the_upload() {
         })
         .expect_err("the bad row must fail the upload");
     assert!(err.to_string().contains("row 9000 is bad"), "{err}");
-    // The ring is still usable afterwards.
-    gpu.upload_rows(&dst, 4096, 10, &|_, out| {
-        out.fill(2);
+    assert_ring_usable(&gpu, &dst, 2);
+}
+
+/// An upload after a failed one lands whole.
+fn assert_ring_usable(gpu: &metallic::gpu::Gpu, dst: &wgpu::Buffer, value: u8) {
+    gpu.upload_rows(dst, 4096, 10, &|_, out| {
+        out.fill(value);
         Ok(())
     })
     .expect("upload after a failed one");
     gpu.wait_idle().unwrap();
-    let got = read_buffer(&gpu, &dst, 0, 4096 * 10).unwrap();
-    assert!(got.iter().all(|&b| b == 2));
+    let got = read_buffer(gpu, dst, 0, 4096 * 10).unwrap();
+    assert!(got.iter().all(|&b| b == value));
 }
 
 #[test]
@@ -112,12 +116,5 @@ fn a_panicking_row_leaves_the_ring_usable() {
         gpu.upload_rows_in_pieces(&dst, 64, 9001, 1 << 20, &bad_row)
     }));
     assert!(caught.is_err(), "the row's panic reaches the caller");
-    gpu.upload_rows(&dst, 4096, 10, &|_, out| {
-        out.fill(3);
-        Ok(())
-    })
-    .expect("upload after a panicking one");
-    gpu.wait_idle().unwrap();
-    let got = read_buffer(&gpu, &dst, 0, 4096 * 10).unwrap();
-    assert!(got.iter().all(|&b| b == 3));
+    assert_ring_usable(&gpu, &dst, 3);
 }
