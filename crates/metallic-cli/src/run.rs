@@ -85,6 +85,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         return Err("--batch-size must be at least 1".into());
     }
     GemvConfig::from_env().map_err(|e| e.to_string())?;
+    metallic::runtime::attn_fold_from_env().map_err(|e| e.to_string())?;
     // The device comes up (0.15-0.2 s on the H100 host) while the tokenizer loads and the
     // prompt is checked; a bad prompt still fails before any weight is read.
     let opts = EngineOptions {
@@ -252,8 +253,15 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     if let Some(path) = &profile_path {
         write_profile(path, &engine.profile)?;
         eprint!("{}", metallic::gpu::profile::format_table(&engine.profile));
+        let short = match engine.short_decode_last_pos() {
+            Some(last) => format!(
+                "; {} up to position {last}, with the attention combine folded into the output projection",
+                engine.dispatches_per_token_at(0)
+            ),
+            None => String::new(),
+        };
         eprintln!(
-            "[metallic] dispatches per token: {} (decode plan + head); per prompt chunk: {}",
+            "[metallic] dispatches per token: {} (decode plan + head{short}); per prompt chunk: {}",
             engine.dispatches_per_token(),
             engine.dispatches_per_prefill_chunk()
         );

@@ -181,6 +181,8 @@ fn bad_gemv_env() {
     let path = dir.model("m.gguf", &spec());
     let line = run_fails_env(&path, &[], &[("METALLIC_GEMV_COLS_PER_TG", "3")]);
     assert_mentions(&line, &["METALLIC_GEMV_COLS_PER_TG", "3"]);
+    let line = run_fails_env(&path, &[], &[("METALLIC_ATTN_FOLD", "maybe")]);
+    assert_mentions(&line, &["METALLIC_ATTN_FOLD", "maybe"]);
 }
 
 #[test]

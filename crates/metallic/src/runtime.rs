@@ -167,6 +167,21 @@ impl StepBuffers {
 
 /// `METALLIC_PREFILL_ACT=f16|f32`: whether the prefill plan feeds its cooperative-matrix
 /// GEMMs f16 activations (default f16; the portable path always uses f32).
+/// `METALLIC_ATTN_FOLD=on|off`: at short contexts, decode steps merge the attention's
+/// chunks inside the output projection instead of in a combine pass of their own.
+pub fn attn_fold_from_env() -> Result<bool> {
+    match std::env::var("METALLIC_ATTN_FOLD")
+        .as_deref()
+        .map(str::trim)
+    {
+        Err(_) | Ok("") | Ok("on") => Ok(true),
+        Ok("off") => Ok(false),
+        Ok(v) => Err(Error::Invalid(format!(
+            "METALLIC_ATTN_FOLD must be on or off, got '{v}'"
+        ))),
+    }
+}
+
 fn prefill_f16_from_env() -> Result<bool> {
     match std::env::var("METALLIC_PREFILL_ACT")
         .as_deref()
@@ -309,7 +324,7 @@ impl Engine {
             state: &buffers.state,
             dummy: &buffers.dummy,
         };
-        let plans = qwen2::build(&builder, &config, &weights, &buffers)?;
+        let plans = qwen2::build(&builder, &config, &weights, &buffers, attn_fold_from_env()?)?;
         gpu.wait_idle()?;
         Ok(Self {
             gpu,
@@ -344,9 +359,35 @@ impl Engine {
         self.buffers.max_rows
     }
 
-    /// Dispatches per decode step: the decode plan and the head (for reports).
+    /// Dispatches per decode step past the short-context plan (the most a step takes):
+    /// the decode plan and the head (for reports).
     pub fn dispatches_per_token(&self) -> usize {
         self.plans.decode.len() + self.plans.head.len()
+    }
+
+    /// Dispatches of the decode step at position `pos` (see [`Engine::decode_plan_at`]).
+    pub fn dispatches_per_token_at(&self, pos: u32) -> usize {
+        self.decode_plan_at(pos).len() + self.plans.head.len()
+    }
+
+    /// The last position that takes the short-context decode plan (the attention's combine
+    /// folded into the output projection), if there is one.
+    pub fn short_decode_last_pos(&self) -> Option<u32> {
+        self.plans.short_decode.as_ref().map(|_| {
+            self.plans
+                .short_decode_max_keys
+                .min(self.buffers.ctx)
+                .saturating_sub(1)
+        })
+    }
+
+    /// The one-row plan for a step at position `pos`: the short-context plan while its
+    /// merge is valid (few attention chunks live), else the plan with the combine pass.
+    fn decode_plan_at(&self, pos: u32) -> &Plan {
+        match &self.plans.short_decode {
+            Some(plan) if pos < self.plans.short_decode_max_keys => plan,
+            _ => &self.plans.decode,
+        }
     }
 
     /// Dispatches per full prompt chunk (`batch_size` rows): see
@@ -365,10 +406,10 @@ impl Engine {
     /// prompt chunk of one token (a one-token prompt, or the last token of a prompt one
     /// longer than a multiple of --batch-size): it is the same computation in fewer
     /// dispatches, and a tiled GEMM gains nothing on a single row. More rows take the
-    /// prefill plan.
-    fn body(&self, rows: u32) -> &Plan {
+    /// prefill plan. `pos` is the chunk's first position.
+    fn body(&self, rows: u32, pos: u32) -> &Plan {
         match rows {
-            1 => &self.plans.decode,
+            1 => self.decode_plan_at(pos),
             _ => &self.plans.prefill,
         }
     }
@@ -411,7 +452,7 @@ impl Engine {
             self.write_state(pos, rows, n_out);
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             if let Some(profiler) = &self.profiler {
-                let mut plans = vec![(self.body(rows), rows)];
+                let mut plans = vec![(self.body(rows, pos), rows)];
                 if last {
                     plans.push((&self.plans.head, rows));
                 }
@@ -427,7 +468,7 @@ impl Engine {
             } else {
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
-                    self.body(rows).encode(&mut pass, rows);
+                    self.body(rows, pos).encode(&mut pass, rows);
                     if last {
                         self.plans.head.encode(&mut pass, rows);
                     }
@@ -522,10 +563,12 @@ impl Engine {
             gen.finish(max_tokens);
             return Ok(gen);
         }
+        // Token i (i >= 1) comes from the step at position prompt + i - 1.
+        let first_pos = prompt.len() as u32;
         if self.profiler.is_some() {
-            self.decode_profiled(&mut gen, max_tokens, stop_ids, on_token)?;
+            self.decode_profiled(&mut gen, first_pos, max_tokens, stop_ids, on_token)?;
         } else {
-            self.decode_pipelined(&mut gen, max_tokens, stop_ids, on_token)?;
+            self.decode_pipelined(&mut gen, first_pos, max_tokens, stop_ids, on_token)?;
         }
         // Steps queued past a stop token still run; their tokens are discarded.
         self.gpu.wait_idle()?;
@@ -539,6 +582,7 @@ impl Engine {
     fn decode_pipelined(
         &self,
         gen: &mut Generation,
+        first_pos: u32,
         max_tokens: u32,
         stop_ids: &[u32],
         on_token: &mut dyn FnMut(u32),
@@ -552,8 +596,9 @@ impl Engine {
                 let mut enc = self.gpu.device.create_command_encoder(&Default::default());
                 {
                     let mut pass = enc.begin_compute_pass(&Default::default());
-                    for _ in 0..n {
-                        self.plans.decode.encode(&mut pass, 1);
+                    for i in 0..n {
+                        self.decode_plan_at(first_pos + submitted + i - 1)
+                            .encode(&mut pass, 1);
                         self.plans.head.encode(&mut pass, 1);
                     }
                 }
@@ -575,6 +620,7 @@ impl Engine {
     fn decode_profiled(
         &mut self,
         gen: &mut Generation,
+        first_pos: u32,
         max_tokens: u32,
         stop_ids: &[u32],
         on_token: &mut dyn FnMut(u32),
@@ -584,8 +630,8 @@ impl Engine {
         };
         for step in 1..max_tokens {
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            let plans = &self.plans;
-            let labels = profiler.encode(&mut enc, &[(&plans.decode, 1), (&plans.head, 1)])?;
+            let body = self.decode_plan_at(first_pos + step - 1);
+            let labels = profiler.encode(&mut enc, &[(body, 1), (&self.plans.head, 1)])?;
             self.gpu.queue.submit([enc.finish()]);
             let pending = self.read_tokens_async(step, 1)?;
             self.profile.push(profiler.read(&self.gpu, labels)?);

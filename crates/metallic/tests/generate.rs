@@ -127,9 +127,20 @@ fn profiling_times_every_dispatch() {
     let (prompt, decode) = engine.profile.split_first().unwrap();
     assert_eq!(prompt.len(), engine.dispatches_per_chunk_of(3));
     assert!(prompt.iter().all(|k| k.label.starts_with("prefill/")));
-    for step in decode {
-        assert_eq!(step.len(), engine.dispatches_per_token());
+    // Decode steps at positions 3, 4, 5: the short-context plan (one dispatch per layer
+    // fewer: the attention's combine is folded into the output projection).
+    for (pos, step) in (3..).zip(decode) {
+        assert_eq!(step.len(), engine.dispatches_per_token_at(pos));
         assert!(step.iter().all(|k| !k.label.starts_with("prefill/")));
+    }
+    if engine.short_decode_last_pos().is_some_and(|last| last >= 5) {
+        let layers = engine.config.n_layers as usize;
+        assert_eq!(
+            engine.dispatches_per_token_at(3) + layers,
+            engine.dispatches_per_token()
+        );
+        assert!(decode[0].iter().any(|k| k.label.contains("+attn_combine")));
+        assert!(!decode[0].iter().any(|k| k.label == "attention_combine"));
     }
     for step in &engine.profile {
         assert!(step.iter().all(|k| k.ns.is_finite() && k.ns >= 0.0));
@@ -142,4 +153,27 @@ fn profiling_times_every_dispatch() {
             && table.contains("prefill/"),
         "{table}"
     );
+}
+
+#[test]
+fn decode_crosses_the_short_context_plan_limit() {
+    // 512 positions of 64-key attention tiles (head_dim 16): up to 8 chunks. Decode steps
+    // merge the chunks inside the output projection while at most 4 are live (positions
+    // up to 255), then take the plan with the combine pass; the generation crosses over.
+    let spec = SyntheticSpec {
+        context_length: 512,
+        ..Default::default()
+    };
+    let (mut engine, mut reference) = engine(&spec);
+    assert_eq!(engine.short_decode_last_pos(), Some(255));
+    let layers = engine.config.n_layers as usize;
+    assert_eq!(
+        engine.dispatches_per_token_at(255) + layers,
+        engine.dispatches_per_token_at(256)
+    );
+    let prompt: Vec<u32> = (0..250).map(|i| (i * 7 + 3) % spec.vocab).collect();
+    let g = engine
+        .generate(&prompt, 12, &SamplerConfig::greedy(), &[], &mut |_| {})
+        .unwrap();
+    assert_eq!(g.tokens, reference_greedy(&mut reference, &prompt, 12));
 }

@@ -7,13 +7,17 @@ mod common;
 
 use common::*;
 // One value rounded to f16 and back (what the cache holds), as the CPU reference rounds it.
+use metallic::gguf::GgmlType;
 use metallic::gpu::{storage_buffer, Gpu};
 use metallic::kernels::attention::{
-    decode, decode_splits, decode_tile_keys, prefill, prefill_coop, prefill_coop_with,
-    prefill_with, AttentionBindings, AttnShape, DecodeScratch, PrefillPath, PrefillTiles,
-    MAX_SPLITS,
+    decode, decode_partial_only, decode_splits, decode_tile_keys, prefill, prefill_coop,
+    prefill_coop_with, prefill_with, AttentionBindings, AttnShape, DecodeScratch, PrefillPath,
+    PrefillTiles, MAX_SPLITS,
 };
 use metallic::kernels::attention_coop::CoopSplit;
+use metallic::kernels::matmul_gemv::{
+    attn_input_max_keys, linear_residual_attn, AttnInput, GemvConfig, ATTN_MAX_LIVE_CHUNKS,
+};
 use metallic::reference::round_f16 as f16_round;
 use metallic::synthetic::Rng;
 use metallic::tensor::Activation;
@@ -199,6 +203,85 @@ fn decode_splits_default() {
             None,
             &[4100, 0, 1, 15, 16, 31, 32, 63, 64, 200, 1000, 4159],
         );
+    }
+}
+
+/// The output projection with the attention's combine folded in: decode_partial's
+/// per-chunk partials merged inside the GEMV (`linear_residual_attn`), y += W attn. The
+/// scratch is poisoned before every step, so a merge that reads a dead chunk fails.
+#[test]
+fn decode_folded_into_the_output_projection() {
+    let gpu = gpu(None);
+    let mut rng = Rng::new(53);
+    let dummy = storage_buffer(&gpu, "dummy", 16);
+    let cfg = GemvConfig::default();
+    // ctx 600: 19 splits of 32 keys at head_dim 64, 38 of 16 at 128, 10 of 64 at 20, so
+    // the fold is valid up to 128, 64 and 256 keys.
+    for &(h, kv, hd) in &[(14, 2, 64), (7, 1, 128), (8, 4, 20)] {
+        let s = shape(h, kv, hd, 600);
+        let kt = decode_tile_keys(hd);
+        let scratch = DecodeScratch::new(&gpu, &s).unwrap();
+        let max_keys = attn_input_max_keys(kt, scratch.n_splits, ATTN_MAX_LIVE_CHUNKS);
+        assert_eq!(max_keys, ATTN_MAX_LIVE_CHUNKS * kt);
+        let c = caches(&gpu, &mut rng, &s, max_keys as usize);
+        let q_dim = s.n_heads * s.head_dim;
+        let q = Activation::new(&gpu, "q", 1, q_dim).unwrap();
+        let attn = Activation::new(&gpu, "attn", 1, q_dim).unwrap();
+        let n_out = 72;
+        let y = Activation::new(&gpu, "y", 1, n_out).unwrap();
+        for ty in [GgmlType::F16, GgmlType::Q8_0] {
+            let (w, w_host) = matrix(
+                &gpu,
+                ty,
+                n_out,
+                q_dim,
+                &rand_vec(&mut rng, (n_out * q_dim) as usize, 0.5),
+            );
+            for pos in [max_keys - 1, 0, 1, kt - 1, kt, 2 * kt + 3, max_keys - 2] {
+                let what = format!("fold heads={h}/{kv} hd={hd} {ty:?} pos={pos}");
+                let qs = rand_vec(&mut rng, q_dim as usize, 4.0);
+                write_rows(&gpu, &q, &qs, f32::from_bits(POISON));
+                let residual = rand_vec(&mut rng, n_out as usize, 1.0);
+                write_rows(&gpu, &y, &residual, f32::from_bits(POISON));
+                poison(&gpu, &scratch.buf);
+                poison(&gpu, &attn.buf);
+                let state = state_buffer(&gpu, pos, 1, 0);
+                let b = AttentionBindings {
+                    state: &state,
+                    q: &q,
+                    k_cache: &c.k,
+                    v_cache: &c.v,
+                    out: &attn,
+                };
+                let mut d = decode_partial_only(&gpu, &b, &s, &scratch).unwrap();
+                assert_eq!(d.len(), 1);
+                let input = AttnInput {
+                    partials: &scratch.buf,
+                    state: &state,
+                    head_dim: hd,
+                    n_splits: scratch.n_splits,
+                    tile_keys: kt,
+                };
+                d.extend(linear_residual_attn(&gpu, &cfg, &w, &input, &attn, &y, &dummy).unwrap());
+                run(&gpu, d, 1);
+                let a = attention_ref(&qs, &c.k_host, &c.v_host, &s, pos as usize, 1);
+                let want: Vec<f64> = (0..n_out as usize)
+                    .map(|r| {
+                        let row = &w_host[r * q_dim as usize..(r + 1) * q_dim as usize];
+                        residual[r] as f64
+                            + row
+                                .iter()
+                                .zip(&a)
+                                .map(|(&wv, &av)| wv as f64 * av)
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let got = read_f32(&gpu, &y.buf);
+                assert_close(&what, &unpad(&y, &got, 1), &want, 1e-4);
+                // The attention output itself is never written on this path.
+                assert_poisoned(&format!("{what}: attn"), &read_f32(&gpu, &attn.buf));
+            }
+        }
     }
 }
 

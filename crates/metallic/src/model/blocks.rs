@@ -311,6 +311,48 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// `attention_decode` without its combine pass: the output stays as per-chunk
+    /// partials in `scratch`, for `linear_residual_attn` to merge.
+    pub fn attention_decode_partial(
+        &self,
+        plan: &mut Plan,
+        shape: AttnShape,
+        q: &Activation,
+        cache: &KvCacheLayer,
+        out: &Activation,
+        scratch: &DecodeScratch,
+    ) -> Result<()> {
+        let b = self.attention_bindings(q, cache, out);
+        plan.extend(attention::decode_partial_only(
+            self.gpu, &b, &shape, scratch,
+        )?);
+        Ok(())
+    }
+
+    /// residual += W attn, attn merged from the decode attention's partials in `scratch`
+    /// (shaped like `attn`): the output projection with the combine pass folded in.
+    pub fn linear_residual_attn(
+        &self,
+        plan: &mut Plan,
+        w: &GpuMatrix,
+        shape: AttnShape,
+        attn: &Activation,
+        scratch: &DecodeScratch,
+        residual: &Activation,
+    ) -> Result<()> {
+        let input = matmul_gemv::AttnInput {
+            partials: &scratch.buf,
+            state: self.state,
+            head_dim: shape.head_dim,
+            n_splits: scratch.n_splits,
+            tile_keys: attention::decode_tile_keys(shape.head_dim),
+        };
+        plan.extend(matmul_gemv::linear_residual_attn(
+            self.gpu, &self.gemv, w, &input, attn, residual, self.dummy,
+        )?);
+        Ok(())
+    }
+
     fn attention_bindings<'b>(
         &'b self,
         q: &'b Activation,

@@ -5,8 +5,8 @@ use metallic_gguf::{GgufFile, TensorInfo};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Plan};
-use crate::kernels::matmul_gemv::InputNorm;
-use crate::kernels::rope_kv;
+use crate::kernels::matmul_gemv::{self, InputNorm};
+use crate::kernels::{attention, rope_kv};
 use crate::model::blocks::{Builder, KvCacheLayer};
 use crate::model::tensor_names as names;
 use crate::model::ModelConfig;
@@ -46,6 +46,11 @@ pub struct ModelPlans {
     pub prefill: Plan,
     /// Single-row steps (decode, and one-row prompt chunks): fused kernels.
     pub decode: Plan,
+    /// `decode` with each layer's attention combine folded into its output projection
+    /// (one dispatch less per layer), valid while the keys (position + 1) number at most
+    /// `short_decode_max_keys`. None where turned off (`METALLIC_ATTN_FOLD=off`).
+    pub short_decode: Option<Plan>,
+    pub short_decode_max_keys: u32,
     /// The last row to the next token: final norm + LM head, then the sampler.
     pub head: Plan,
 }
@@ -186,10 +191,29 @@ pub fn build(
     cfg: &ModelConfig,
     w: &Qwen2Weights,
     s: &StepBuffers,
+    fold_attention: bool,
 ) -> Result<ModelPlans> {
+    // The fold pays for itself only where every o-proj workgroup re-reading x per live
+    // chunk stays cheap (the 0.5B shape, not the 7B one).
+    let live = w
+        .layers
+        .iter()
+        .map(|l| matmul_gemv::attn_input_live_chunks(&b.gemv, &l.wo))
+        .min()
+        .unwrap_or(0);
+    let short_decode = match fold_attention && live > 0 {
+        true => Some(build_decode(b, cfg, w, s, true)?),
+        false => None,
+    };
     Ok(ModelPlans {
         prefill: build_prefill(b, cfg, w, s)?,
-        decode: build_decode(b, cfg, w, s)?,
+        decode: build_decode(b, cfg, w, s, false)?,
+        short_decode,
+        short_decode_max_keys: matmul_gemv::attn_input_max_keys(
+            attention::decode_tile_keys(cfg.head_dim),
+            s.attn_scratch.n_splits,
+            live,
+        ),
         head: build_head(b, cfg, w, s)?,
     })
 }
@@ -251,11 +275,14 @@ fn build_prefill(
 /// KV append into the QKV GEMV, and attention is split over positions (two dispatches),
 /// so a layer with stacked Q/K/V and fused gate/up is six dispatches. One row only: split
 /// attention reads row 0 at `state.pos`.
+/// One-row steps. With `fold_attention`, the attention leaves per-chunk partials and the
+/// output projection merges them (valid at short contexts only: `ModelPlans`).
 fn build_decode(
     b: &Builder<'_>,
     cfg: &ModelConfig,
     w: &Qwen2Weights,
     s: &StepBuffers,
+    fold_attention: bool,
 ) -> Result<Plan> {
     let shape = cfg.attn_shape(s.kv_ctx);
     let inv_freq = rope_kv::inv_freq(cfg.rope_theta, cfg.head_dim);
@@ -313,8 +340,13 @@ fn build_decode(
                 b.rope_and_cache(&mut body, shape, &s.qkv, cache, &s.inv_freq)?;
             }
         }
-        b.attention_decode(&mut body, shape, &s.qkv, cache, &s.attn, &s.attn_scratch)?;
-        b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
+        if fold_attention {
+            b.attention_decode_partial(&mut body, shape, &s.qkv, cache, &s.attn, &s.attn_scratch)?;
+            b.linear_residual_attn(&mut body, &layer.wo, shape, &s.attn, &s.attn_scratch, &s.x)?;
+        } else {
+            b.attention_decode(&mut body, shape, &s.qkv, cache, &s.attn, &s.attn_scratch)?;
+            b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
+        }
         // MLP block: x += W_down . (silu(W_gate h) * W_up h), h = rmsnorm(x) inside the GEMV.
         let ffn_norm = norm(&layer.ffn_norm);
         match &layer.ffn_up {

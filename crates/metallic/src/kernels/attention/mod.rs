@@ -231,6 +231,19 @@ pub fn decode(
     ])
 }
 
+/// The first of `decode`'s dispatches alone: the per-chunk partials, for a consumer that
+/// merges them itself (`matmul_gemv::linear_residual_attn`).
+pub fn decode_partial_only(
+    gpu: &Gpu,
+    b: &AttentionBindings<'_>,
+    shape: &AttnShape,
+    scratch: &DecodeScratch,
+) -> Result<Vec<Dispatch>> {
+    let mut d = decode(gpu, b, shape, scratch)?;
+    d.truncate(1);
+    Ok(d)
+}
+
 // ---------------------------------------------------------------------------------
 // Prefill
 

@@ -8,7 +8,9 @@
 //   between them read x once), not from a pass of its own, so it costs no extra read of
 //   x and no barrier before the first weight load;
 // - epilogues: bias, residual add, SwiGLU pairs (gemv_*), or RoPE on Q and K with the
-//   KV-cache append (gemv_qkv_rope_*, in rope_epilogue.wgsl).
+//   KV-cache append (gemv_qkv_rope_*, in rope_epilogue.wgsl);
+// - x merged from the decode attention's per-chunk partials (ATTN_X, below): the
+//   attention's combine pass folded into the output projection at short contexts.
 
 override COLS_PER_TG: u32 = 4u;  // METALLIC_GEMV_COLS_PER_TG: 2, 4, 8 or 16
 override WG_SIZE: u32 = 128u;
@@ -18,6 +20,22 @@ override NORM: bool = false;
 // F16 weights in the all-rows tiling (METALLIC_GEMV_F16_TILING; K a multiple of 8): each
 // subgroup a slice of K for all the workgroup's rows, as Q8_0 always does.
 override DENSE_ALL_ROWS: bool = false;
+
+// ATTN_X: x is the decode attention's output row, merged here from the attention's
+// per-chunk partials (bound as x) instead of by a combine pass of its own. A dependent
+// dispatch costs about 4 us of the 48 a 0.5B layer takes per token (PERFORMANCE.md,
+// session 11), and this saves one per layer. Every workgroup merges all of x for itself,
+// so the plan takes this path only while few chunks are live (short contexts) and only for
+// GEMVs whose workgroups' redundant x reads stay small (matmul_gemv::attn_input_live_chunks).
+// The partials' layout and the chunk rule are the attention kernel's
+// (attention/kernel/decode.wgsl).
+override ATTN_X: bool = false;
+override ATTN_HEAD_DIM: u32 = 64u;
+override ATTN_SPLITS: u32 = 1u;   // chunks per head in the partials (decode n_splits)
+override ATTN_KT: u32 = 32u;      // chunk lengths are multiples of this many keys
+const ATTN_MAX_LIVE: u32 = 4u;
+const ATTN_MAX_HEADS: u32 = 64u;
+const ATTN_NEG: f32 = -3.0e38;
 
 struct GemvParams {
     k: u32,              // inner dimension (input features)
@@ -48,6 +66,10 @@ const FLAG_LAST_ROW: u32 = 8u;    // read x row state.n_rows - 1, write y row 0 
 @group(0) @binding(7) var<storage, read> state: StepState;           // FLAG_LAST_ROW, rope
 
 var<workgroup> row_partials: array<f32, 256>;
+// ATTN_X: per head, the weights of its live chunks (exp2(m_c - m) / total).
+var<workgroup> attn_w: array<vec4<f32>, ATTN_MAX_HEADS>;
+// ATTN_X: live chunks at this step (set by attn_prologue).
+var<private> attn_live: u32;
 
 // How a workgroup's subgroups share its rows: `parts` subgroups per row, each taking
 // every parts-th slice of K; with fewer subgroups than rows, a subgroup loops over rows.
@@ -85,7 +107,62 @@ fn setup(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sg_id: u32, n_sg: u32, lane: u
     let x4 = x_row * p.x_stride / 4u;
     // Grids wider than 65535 fold into z.
     let group = wg.x + wg.z * nwg.x;
+    if (ATTN_X) {
+        attn_prologue(lid);
+        workgroupBarrier();
+    }
     return Setup(group, tiling(sg_id, n_sg), x_row, y_row, x4, 0.0);
+}
+
+// The attention's chunk count for the keys 0..=state.pos (decode.wgsl's chunk_len).
+fn attn_live_chunks() -> u32 {
+    let n_keys = state.pos + 1u;
+    let per = (n_keys + ATTN_SPLITS - 1u) / ATTN_SPLITS;
+    let len = max(ATTN_KT, (per + ATTN_KT - 1u) / ATTN_KT * ATTN_KT);
+    return (n_keys + len - 1u) / len;
+}
+
+// Float i of the partials (bound as x).
+fn partial_at(i: u32) -> f32 {
+    return x[i / 4u][i % 4u];
+}
+
+// Each head's chunk weights into attn_w, one thread per head: the chunks' (max, sum)
+// statistics follow the (n_heads, n_splits, head_dim) sums in the partials.
+fn attn_prologue(lid: u32) {
+    attn_live = attn_live_chunks();
+    let n_heads = p.k / ATTN_HEAD_DIM;
+    let stats = n_heads * ATTN_SPLITS * ATTN_HEAD_DIM;
+    for (var h = lid; h < n_heads; h += WG_SIZE) {
+        let at = stats + h * ATTN_SPLITS * 2u;
+        // Dead chunks' statistics are stale: never read them.
+        var m = vec4<f32>(ATTN_NEG);
+        var l = vec4<f32>(0.0);
+        for (var c = 0u; c < ATTN_MAX_LIVE; c++) {
+            if (c < attn_live) {
+                m[c] = partial_at(at + 2u * c);
+                l[c] = partial_at(at + 2u * c + 1u);
+            }
+        }
+        let m_all = max(max(m.x, m.y), max(m.z, m.w));
+        let w = exp2(m - m_all);
+        attn_w[h] = w / dot(w, l);
+    }
+}
+
+// Vector i of the merged attention row: dims 4 i .. 4 i + 3 of one head.
+fn attn_x_vec(i: u32) -> vec4<f32> {
+    let hd4 = ATTN_HEAD_DIM / 4u;
+    let h = i / hd4;
+    let first = h * ATTN_SPLITS * hd4 + i % hd4;
+    let w = attn_w[h];
+    var v = w.x * x[first];
+    for (var c = 1u; c < ATTN_MAX_LIVE; c++) {
+        if (c < attn_live) {
+            v += w[c] * x[first + c * hd4];
+        }
+    }
+    return v;
 }
 
 // 1 / sqrt(mean(x^2) + eps) of the row at x4, in a pass over x of its own (the int8 path,
@@ -108,11 +185,17 @@ fn inverse_rms(x4: u32, lid: u32, sg_id: u32, n_sg: u32, lane: u32) -> f32 {
 // x[x4 + i] as the dot products see it: times the norm weight with NORM (the 1 / rms
 // factor is applied to the finished sums).
 fn x_vec(x4: u32, i: u32) -> vec4<f32> {
+    if (ATTN_X) {
+        return attn_x_vec(i);
+    }
     return normed(x[x4 + i], i);
 }
 
 // x[x4 + i] for the dot products, its squares added to *ss with NORM.
 fn x_vec_ss(x4: u32, i: u32, ss: ptr<function, f32>) -> vec4<f32> {
+    if (ATTN_X) {
+        return attn_x_vec(i);
+    }
     let v = x[x4 + i];
     if (NORM) {
         *ss += dot(v, v);
@@ -129,6 +212,9 @@ fn normed(v: vec4<f32>, i: u32) -> vec4<f32> {
 }
 
 fn x_scalar_ss(x4: u32, k: u32, ss: ptr<function, f32>) -> f32 {
+    if (ATTN_X) {
+        return attn_x_vec(k / 4u)[k % 4u];
+    }
     let v = x[x4 + k / 4u][k % 4u];
     if (NORM) {
         *ss += v * v;
