@@ -165,32 +165,26 @@ impl StepBuffers {
     }
 }
 
-/// `METALLIC_PREFILL_ACT=f16|f32`: whether the prefill plan feeds its cooperative-matrix
-/// GEMMs f16 activations (default f16; the portable path always uses f32).
 /// `METALLIC_ATTN_FOLD=on|off`: at short contexts, decode steps merge the attention's
 /// chunks inside the output projection instead of in a combine pass of their own.
 pub fn attn_fold_from_env() -> Result<bool> {
-    match std::env::var("METALLIC_ATTN_FOLD")
-        .as_deref()
-        .map(str::trim)
-    {
-        Err(_) | Ok("") | Ok("on") => Ok(true),
-        Ok("off") => Ok(false),
-        Ok(v) => Err(Error::Invalid(format!(
-            "METALLIC_ATTN_FOLD must be on or off, got '{v}'"
-        ))),
-    }
+    env_switch("METALLIC_ATTN_FOLD", "on", "off")
 }
 
+/// `METALLIC_PREFILL_ACT=f16|f32`: whether the prefill plan feeds its cooperative-matrix
+/// GEMMs f16 activations (default f16; the portable path always uses f32).
 fn prefill_f16_from_env() -> Result<bool> {
-    match std::env::var("METALLIC_PREFILL_ACT")
-        .as_deref()
-        .map(str::trim)
-    {
-        Err(_) | Ok("") | Ok("f16") => Ok(true),
-        Ok("f32") => Ok(false),
+    env_switch("METALLIC_PREFILL_ACT", "f16", "f32")
+}
+
+/// A two-valued knob: true when unset or `default`, false for `other`, else an error.
+fn env_switch(name: &str, default: &str, other: &str) -> Result<bool> {
+    match std::env::var(name).as_deref().map(str::trim) {
+        Err(_) | Ok("") => Ok(true),
+        Ok(v) if v == default => Ok(true),
+        Ok(v) if v == other => Ok(false),
         Ok(v) => Err(Error::Invalid(format!(
-            "METALLIC_PREFILL_ACT must be f16 or f32, got '{v}'"
+            "{name} must be {default} or {other}, got '{v}'"
         ))),
     }
 }

@@ -296,7 +296,10 @@ impl Builder<'_> {
 
     /// Attention of one row at `state.pos` (decode steps, `n_rows` = 1), split over
     /// positions: two dispatches with grids fixed by `shape.ctx`. `scratch` (from
-    /// `DecodeScratch::new(gpu, &shape)`) can be shared by every layer.
+    /// `DecodeScratch::new(gpu, &shape)`) can be shared by every layer. Without `combine`
+    /// only the first: the output stays as per-chunk partials in `scratch`, for
+    /// `linear_residual_attn` to merge.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention_decode(
         &self,
         plan: &mut Plan,
@@ -305,27 +308,13 @@ impl Builder<'_> {
         cache: &KvCacheLayer,
         out: &Activation,
         scratch: &DecodeScratch,
+        combine: bool,
     ) -> Result<()> {
         let b = self.attention_bindings(q, cache, out);
-        plan.extend(attention::decode(self.gpu, &b, &shape, scratch)?);
-        Ok(())
-    }
-
-    /// `attention_decode` without its combine pass: the output stays as per-chunk
-    /// partials in `scratch`, for `linear_residual_attn` to merge.
-    pub fn attention_decode_partial(
-        &self,
-        plan: &mut Plan,
-        shape: AttnShape,
-        q: &Activation,
-        cache: &KvCacheLayer,
-        out: &Activation,
-        scratch: &DecodeScratch,
-    ) -> Result<()> {
-        let b = self.attention_bindings(q, cache, out);
-        plan.extend(attention::decode_partial_only(
-            self.gpu, &b, &shape, scratch,
-        )?);
+        plan.extend(match combine {
+            true => attention::decode(self.gpu, &b, &shape, scratch)?,
+            false => attention::decode_partial_only(self.gpu, &b, &shape, scratch)?,
+        });
         Ok(())
     }
 

@@ -340,12 +340,20 @@ fn build_decode(
                 b.rope_and_cache(&mut body, shape, &s.qkv, cache, &s.inv_freq)?;
             }
         }
+        let (attn, scratch) = (&s.attn, &s.attn_scratch);
+        b.attention_decode(
+            &mut body,
+            shape,
+            &s.qkv,
+            cache,
+            attn,
+            scratch,
+            !fold_attention,
+        )?;
         if fold_attention {
-            b.attention_decode_partial(&mut body, shape, &s.qkv, cache, &s.attn, &s.attn_scratch)?;
-            b.linear_residual_attn(&mut body, &layer.wo, shape, &s.attn, &s.attn_scratch, &s.x)?;
+            b.linear_residual_attn(&mut body, &layer.wo, shape, attn, scratch, &s.x)?;
         } else {
-            b.attention_decode(&mut body, shape, &s.qkv, cache, &s.attn, &s.attn_scratch)?;
-            b.linear_residual(&mut body, &layer.wo, &s.attn, &s.x)?;
+            b.linear_residual(&mut body, &layer.wo, attn, &s.x)?;
         }
         // MLP block: x += W_down . (silu(W_gate h) * W_up h), h = rmsnorm(x) inside the GEMV.
         let ffn_norm = norm(&layer.ffn_norm);
