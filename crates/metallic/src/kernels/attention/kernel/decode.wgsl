@@ -52,12 +52,6 @@ struct DecodeParams {
 // chunk max; then (max, sum) pairs (n_heads, n_splits, 2).
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 
-// The keys pos + 1 are cut into chunks of this many (the same in both passes).
-fn chunk_len(n_keys: u32) -> u32 {
-    let per = (n_keys + dp.n_splits - 1u) / dp.n_splits;
-    return max(KT, (per + KT - 1u) / KT * KT);
-}
-
 // Eight heads as two vec4 lanes.
 struct Heads {
     a: vec4<f32>,
@@ -145,7 +139,7 @@ fn decode_partial(
     let nh = min(HB, (kvh + 1u) * group - h0);
     // Read-only storage is uniform, so the loop bounds below may hold barriers.
     let n_keys = state.pos + 1u;
-    let len = chunk_len(n_keys);
+    let len = decode_chunk_len(n_keys, dp.n_splits, KT);  // the chunking: common/decode_chunks.wgsl
     let start = split * len;
     if (start >= n_keys) {
         return;
@@ -314,9 +308,7 @@ fn decode_combine(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let h = wg.x;
-    let n_keys = state.pos + 1u;
-    let len = chunk_len(n_keys);
-    let n_live = (n_keys + len - 1u) / len;  // <= n_splits <= DEC_WG
+    let n_live = decode_live_chunks(state.pos + 1u, dp.n_splits, KT);  // <= n_splits <= DEC_WG
     let base = dp.n_splits * HEAD_DIM;
     var m = NEG;
     var l = 0.0;

@@ -27,8 +27,8 @@ override DENSE_ALL_ROWS: bool = false;
 // session 11), and this saves one per layer. Every workgroup merges all of x for itself,
 // so the plan takes this path only while few chunks are live (short contexts) and only for
 // GEMVs whose workgroups' redundant x reads stay small (matmul_gemv::attn_input_live_chunks).
-// The partials' layout and the chunk rule are the attention kernel's
-// (attention/kernel/decode.wgsl).
+// The partials' layout is the attention kernel's (attention/kernel/decode.wgsl), and so is
+// the chunking (common/decode_chunks.wgsl).
 override ATTN_X: bool = false;
 override ATTN_HEAD_DIM: u32 = 64u;
 override ATTN_SPLITS: u32 = 1u;   // chunks per head in the partials (decode n_splits)
@@ -114,14 +114,6 @@ fn setup(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sg_id: u32, n_sg: u32, lane: u
     return Setup(group, tiling(sg_id, n_sg), x_row, y_row, x4, 0.0);
 }
 
-// The attention's chunk count for the keys 0..=state.pos (decode.wgsl's chunk_len).
-fn attn_live_chunks() -> u32 {
-    let n_keys = state.pos + 1u;
-    let per = (n_keys + ATTN_SPLITS - 1u) / ATTN_SPLITS;
-    let len = max(ATTN_KT, (per + ATTN_KT - 1u) / ATTN_KT * ATTN_KT);
-    return (n_keys + len - 1u) / len;
-}
-
 // Float i of the partials (bound as x).
 fn partial_at(i: u32) -> f32 {
     return x[i / 4u][i % 4u];
@@ -130,7 +122,7 @@ fn partial_at(i: u32) -> f32 {
 // Each head's chunk weights into attn_w, one thread per head: the chunks' (max, sum)
 // statistics follow the (n_heads, n_splits, head_dim) sums in the partials.
 fn attn_prologue(lid: u32) {
-    attn_live = attn_live_chunks();
+    attn_live = decode_live_chunks(state.pos + 1u, ATTN_SPLITS, ATTN_KT);
     let n_heads = p.k / ATTN_HEAD_DIM;
     let stats = n_heads * ATTN_SPLITS * ATTN_HEAD_DIM;
     for (var h = lid; h < n_heads; h += WG_SIZE) {
