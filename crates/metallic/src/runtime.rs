@@ -367,19 +367,15 @@ impl Engine {
     /// The last position that takes the short-context decode plan (the attention's combine
     /// folded into the output projection), if there is one.
     pub fn short_decode_last_pos(&self) -> Option<u32> {
-        self.plans.short_decode.as_ref().map(|_| {
-            self.plans
-                .short_decode_max_keys
-                .min(self.buffers.ctx)
-                .saturating_sub(1)
-        })
+        let short = self.plans.short_decode.as_ref()?;
+        Some(short.max_keys.min(self.buffers.ctx).saturating_sub(1))
     }
 
     /// The one-row plan for a step at position `pos`: the short-context plan while its
     /// merge is valid (few attention chunks live), else the plan with the combine pass.
     fn decode_plan_at(&self, pos: u32) -> &Plan {
         match &self.plans.short_decode {
-            Some(plan) if pos < self.plans.short_decode_max_keys => plan,
+            Some(short) if pos < short.max_keys => &short.plan,
             _ => &self.plans.decode,
         }
     }

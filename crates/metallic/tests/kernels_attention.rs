@@ -221,7 +221,7 @@ fn decode_folded_into_the_output_projection() {
         let s = shape(h, kv, hd, 600);
         let kt = decode_tile_keys(hd);
         let scratch = DecodeScratch::new(&gpu, &s).unwrap();
-        let max_keys = attn_input_max_keys(kt, scratch.n_splits, ATTN_MAX_LIVE_CHUNKS);
+        let max_keys = attn_input_max_keys(&scratch, ATTN_MAX_LIVE_CHUNKS);
         assert_eq!(max_keys, ATTN_MAX_LIVE_CHUNKS * kt);
         let c = caches(&gpu, &mut rng, &s, max_keys as usize);
         let q_dim = s.n_heads * s.head_dim;
@@ -256,11 +256,8 @@ fn decode_folded_into_the_output_projection() {
                 let mut d = decode_partial_only(&gpu, &b, &s, &scratch).unwrap();
                 assert_eq!(d.len(), 1);
                 let input = AttnInput {
-                    partials: &scratch.buf,
+                    scratch: &scratch,
                     state: &state,
-                    head_dim: hd,
-                    n_splits: scratch.n_splits,
-                    tile_keys: kt,
                 };
                 d.extend(linear_residual_attn(&gpu, &cfg, &w, &input, &attn, &y, &dummy).unwrap());
                 run(&gpu, d, 1);

@@ -324,17 +324,13 @@ impl Builder<'_> {
         &self,
         plan: &mut Plan,
         w: &GpuMatrix,
-        shape: AttnShape,
         attn: &Activation,
         scratch: &DecodeScratch,
         residual: &Activation,
     ) -> Result<()> {
         let input = matmul_gemv::AttnInput {
-            partials: &scratch.buf,
+            scratch,
             state: self.state,
-            head_dim: shape.head_dim,
-            n_splits: scratch.n_splits,
-            tile_keys: attention::decode_tile_keys(shape.head_dim),
         };
         plan.extend(matmul_gemv::linear_residual_attn(
             self.gpu, &self.gemv, w, &input, attn, residual, self.dummy,

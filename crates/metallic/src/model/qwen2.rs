@@ -6,7 +6,7 @@ use metallic_gguf::{GgufFile, TensorInfo};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Plan};
 use crate::kernels::matmul_gemv::{self, InputNorm};
-use crate::kernels::{attention, rope_kv};
+use crate::kernels::rope_kv;
 use crate::model::blocks::{Builder, KvCacheLayer};
 use crate::model::tensor_names as names;
 use crate::model::ModelConfig;
@@ -47,12 +47,18 @@ pub struct ModelPlans {
     /// Single-row steps (decode, and one-row prompt chunks): fused kernels.
     pub decode: Plan,
     /// `decode` with each layer's attention combine folded into its output projection
-    /// (one dispatch less per layer), valid while the keys (position + 1) number at most
-    /// `short_decode_max_keys`. None where turned off (`METALLIC_ATTN_FOLD=off`).
-    pub short_decode: Option<Plan>,
-    pub short_decode_max_keys: u32,
+    /// (one dispatch less per layer), for short contexts. None where turned off
+    /// (`METALLIC_ATTN_FOLD=off`) or where the fold would not pay.
+    pub short_decode: Option<ShortDecode>,
     /// The last row to the next token: final norm + LM head, then the sampler.
     pub head: Plan,
+}
+
+/// The short-context decode plan and how far it is valid.
+pub struct ShortDecode {
+    pub plan: Plan,
+    /// The most keys (position + 1) a step may see: its merge reads only this few chunks.
+    pub max_keys: u32,
 }
 
 pub struct Qwen2Weights {
@@ -202,18 +208,16 @@ pub fn build(
         .min()
         .unwrap_or(0);
     let short_decode = match fold_attention && live > 0 {
-        true => Some(build_decode(b, cfg, w, s, true)?),
+        true => Some(ShortDecode {
+            plan: build_decode(b, cfg, w, s, true)?,
+            max_keys: matmul_gemv::attn_input_max_keys(&s.attn_scratch, live),
+        }),
         false => None,
     };
     Ok(ModelPlans {
         prefill: build_prefill(b, cfg, w, s)?,
         decode: build_decode(b, cfg, w, s, false)?,
         short_decode,
-        short_decode_max_keys: matmul_gemv::attn_input_max_keys(
-            attention::decode_tile_keys(cfg.head_dim),
-            s.attn_scratch.n_splits,
-            live,
-        ),
         head: build_head(b, cfg, w, s)?,
     })
 }
@@ -274,9 +278,9 @@ fn build_prefill(
 /// Single-row steps: the RMSNorms fold into the GEMVs that follow them, and RoPE with the
 /// KV append into the QKV GEMV, and attention is split over positions (two dispatches),
 /// so a layer with stacked Q/K/V and fused gate/up is six dispatches. One row only: split
-/// attention reads row 0 at `state.pos`.
-/// One-row steps. With `fold_attention`, the attention leaves per-chunk partials and the
-/// output projection merges them (valid at short contexts only: `ModelPlans`).
+/// attention reads row 0 at `state.pos`. With `fold_attention` the attention leaves its
+/// per-chunk partials and the output projection merges them: five dispatches (valid at
+/// short contexts only: `ShortDecode`).
 fn build_decode(
     b: &Builder<'_>,
     cfg: &ModelConfig,
@@ -351,7 +355,7 @@ fn build_decode(
             !fold_attention,
         )?;
         if fold_attention {
-            b.linear_residual_attn(&mut body, &layer.wo, shape, attn, scratch, &s.x)?;
+            b.linear_residual_attn(&mut body, &layer.wo, attn, scratch, &s.x)?;
         } else {
             b.linear_residual(&mut body, &layer.wo, attn, &s.x)?;
         }

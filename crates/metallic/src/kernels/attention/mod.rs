@@ -170,6 +170,27 @@ pub fn decode(
     shape: &AttnShape,
     scratch: &DecodeScratch,
 ) -> Result<Vec<Dispatch>> {
+    decode_passes(gpu, b, shape, scratch, true)
+}
+
+/// The first of `decode`'s dispatches alone: the per-chunk partials, for a consumer that
+/// merges them itself (`matmul_gemv::linear_residual_attn`).
+pub fn decode_partial_only(
+    gpu: &Gpu,
+    b: &AttentionBindings<'_>,
+    shape: &AttnShape,
+    scratch: &DecodeScratch,
+) -> Result<Vec<Dispatch>> {
+    decode_passes(gpu, b, shape, scratch, false)
+}
+
+fn decode_passes(
+    gpu: &Gpu,
+    b: &AttentionBindings<'_>,
+    shape: &AttnShape,
+    scratch: &DecodeScratch,
+    combine: bool,
+) -> Result<Vec<Dispatch>> {
     check(shape, b)?;
     if scratch.n_heads != shape.n_heads || scratch.head_dim != shape.head_dim {
         return Err(Error::Invalid(
@@ -204,44 +225,32 @@ pub fn decode(
         ],
     );
     let blocks = (shape.n_heads / shape.n_kv_heads).div_ceil(HEADS_PER_GROUP);
-    let combine = gpu.pipeline("attention", "decode_combine", &constants)?;
-    let combine_bg = gpu.bind_group(
-        "attention.decode_combine",
-        &combine,
-        &[
-            (1, b.state.as_entire_binding()),
-            (5, b.out.buf.as_entire_binding()),
-            (6, scratch.buf.as_entire_binding()),
-            (0, ubuf.as_entire_binding()),
-        ],
-    );
-    Ok(vec![
-        Dispatch {
-            label: "attention_decode".into(),
-            pipeline: partial,
-            bind_group: partial_bg,
-            grid: Grid::Fixed([scratch.n_splits, shape.n_kv_heads * blocks, 1]),
-        },
-        Dispatch {
+    let mut passes = vec![Dispatch {
+        label: "attention_decode".into(),
+        pipeline: partial,
+        bind_group: partial_bg,
+        grid: Grid::Fixed([scratch.n_splits, shape.n_kv_heads * blocks, 1]),
+    }];
+    if combine {
+        let combine = gpu.pipeline("attention", "decode_combine", &constants)?;
+        let combine_bg = gpu.bind_group(
+            "attention.decode_combine",
+            &combine,
+            &[
+                (1, b.state.as_entire_binding()),
+                (5, b.out.buf.as_entire_binding()),
+                (6, scratch.buf.as_entire_binding()),
+                (0, ubuf.as_entire_binding()),
+            ],
+        );
+        passes.push(Dispatch {
             label: "attention_combine".into(),
             pipeline: combine,
             bind_group: combine_bg,
             grid: Grid::Fixed([shape.n_heads, 1, 1]),
-        },
-    ])
-}
-
-/// The first of `decode`'s dispatches alone: the per-chunk partials, for a consumer that
-/// merges them itself (`matmul_gemv::linear_residual_attn`).
-pub fn decode_partial_only(
-    gpu: &Gpu,
-    b: &AttentionBindings<'_>,
-    shape: &AttnShape,
-    scratch: &DecodeScratch,
-) -> Result<Vec<Dispatch>> {
-    let mut d = decode(gpu, b, shape, scratch)?;
-    d.truncate(1);
-    Ok(d)
+        });
+    }
+    Ok(passes)
 }
 
 // ---------------------------------------------------------------------------------

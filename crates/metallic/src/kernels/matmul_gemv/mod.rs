@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_buffer, Dispatch, Gpu, Grid};
+use crate::kernels::attention::{decode_tile_keys, DecodeScratch};
 use crate::tensor::{Activation, GpuMatrix, WeightFormat};
 
 #[repr(C)]
@@ -292,14 +293,10 @@ pub fn linear_with(
 /// needs no combine pass. Valid at a step only while at most [`ATTN_MAX_LIVE_CHUNKS`]
 /// chunks are live: see [`attn_input_max_keys`].
 pub struct AttnInput<'a> {
-    /// The attention's scratch (`DecodeScratch::buf`).
-    pub partials: &'a wgpu::Buffer,
+    /// Where the attention left its partials; its shape gives the heads and chunks.
+    pub scratch: &'a DecodeScratch,
     /// The step state: the chunk count follows `pos`.
     pub state: &'a wgpu::Buffer,
-    pub head_dim: u32,
-    pub n_splits: u32,
-    /// `attention::decode_tile_keys(head_dim)`.
-    pub tile_keys: u32,
 }
 
 /// Chunks a GEMV can merge from the partials (`ATTN_MAX_LIVE` in the kernel).
@@ -324,10 +321,14 @@ fn live_chunks_within_budget(workgroups: u32, k: u32) -> u32 {
     (ATTN_INPUT_L2_BUDGET / per_chunk.max(1)).min(ATTN_MAX_LIVE_CHUNKS as u64) as u32
 }
 
-/// The most keys (position + 1) at which an [`AttnInput`] merging up to `live` chunks is
-/// valid: while chunks are one tile long, `live` tiles; always when there are no more
-/// splits than that.
-pub fn attn_input_max_keys(tile_keys: u32, n_splits: u32, live: u32) -> u32 {
+/// The most keys (position + 1) at which an [`AttnInput`] from `scratch` merging up to
+/// `live` chunks is valid: while chunks are one key tile long, `live` tiles; always when
+/// there are no more splits than that.
+pub fn attn_input_max_keys(scratch: &DecodeScratch, live: u32) -> u32 {
+    max_keys_for(decode_tile_keys(scratch.head_dim), scratch.n_splits, live)
+}
+
+fn max_keys_for(tile_keys: u32, n_splits: u32, live: u32) -> u32 {
     if n_splits <= live {
         u32::MAX
     } else {
@@ -346,15 +347,14 @@ pub fn linear_residual_attn(
     y: &Activation,
     dummy: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let n_heads = w.k / attn.head_dim.max(1);
-    if attn.head_dim == 0
-        || !attn.head_dim.is_multiple_of(4)
-        || n_heads * attn.head_dim != w.k
-        || n_heads > ATTN_MAX_HEADS
+    let sc = attn.scratch;
+    if !sc.head_dim.is_multiple_of(4)
+        || sc.n_heads * sc.head_dim != w.k
+        || sc.n_heads > ATTN_MAX_HEADS
     {
         return Err(Error::Model(format!(
-            "'{}' ({} inputs) cannot take the attention output of heads of {} merged in its GEMV",
-            w.name, w.k, attn.head_dim
+            "'{}' ({} inputs) cannot take the attention output of {} heads of {} merged in its GEMV",
+            w.name, w.k, sc.n_heads, sc.head_dim
         )));
     }
     if w.rows > y.cols {
@@ -586,9 +586,9 @@ impl Gemv<'_> {
         if let Some(a) = self.attn {
             constants.extend([
                 ("ATTN_X", 1.0),
-                ("ATTN_HEAD_DIM", a.head_dim as f64),
-                ("ATTN_SPLITS", a.n_splits as f64),
-                ("ATTN_KT", a.tile_keys as f64),
+                ("ATTN_HEAD_DIM", a.scratch.head_dim as f64),
+                ("ATTN_SPLITS", a.scratch.n_splits as f64),
+                ("ATTN_KT", decode_tile_keys(a.scratch.head_dim) as f64),
             ]);
         }
         let pipeline = gpu.pipeline("matmul_gemv", &entry, &constants)?;
@@ -638,7 +638,9 @@ impl Gemv<'_> {
                 (0, ubuf.as_entire_binding()),
                 (
                     1,
-                    self.attn.map_or(&x.buf, |a| a.partials).as_entire_binding(),
+                    self.attn
+                        .map_or(&x.buf, |a| &a.scratch.buf)
+                        .as_entire_binding(),
                 ),
                 (2, y.buf.as_entire_binding()),
                 (3, self.bias.unwrap_or(dummy).as_entire_binding()),
@@ -690,8 +692,8 @@ mod tests {
         assert_eq!(live_chunks_within_budget(1536 / 4, 1536), 1);
         assert_eq!(live_chunks_within_budget(2048 / 4, 2048), 1);
         assert_eq!(live_chunks_within_budget(3584 / 4, 3584), 0);
-        assert_eq!(attn_input_max_keys(32, 19, 4), 128);
-        assert_eq!(attn_input_max_keys(32, 3, 4), u32::MAX);
-        assert_eq!(attn_input_max_keys(16, 256, 0), 0);
+        assert_eq!(max_keys_for(32, 19, 4), 128);
+        assert_eq!(max_keys_for(32, 3, 4), u32::MAX);
+        assert_eq!(max_keys_for(16, 256, 0), 0);
     }
 }
