@@ -178,7 +178,7 @@ fn prefill_f16_from_env() -> Result<bool> {
 }
 
 /// A two-valued knob: true when unset or `default`, false for `other`, else an error.
-fn env_switch(name: &str, default: &str, other: &str) -> Result<bool> {
+pub(crate) fn env_switch(name: &str, default: &str, other: &str) -> Result<bool> {
     match std::env::var(name).as_deref().map(str::trim) {
         Err(_) | Ok("") => Ok(true),
         Ok(v) if v == default => Ok(true),

@@ -28,6 +28,10 @@ pub struct Gpu {
     /// else [`known_compute_units`]. wgpu does not report it; the GEMM sizes its split-K to
     /// whole waves of 128 x 128 workgroups with it, and keeps its generic rule without.
     pub compute_units: Option<u32>,
+    /// Whether shader modules keep wgpu's runtime checks (`METALLIC_SHADER_CHECKS=on`):
+    /// index clamping, a guard counter in every loop and guarded integer division. Off by
+    /// default, see [`Gpu::module`].
+    pub shader_checks: bool,
     modules: Mutex<HashMap<String, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     scratch: Mutex<Option<wgpu::Buffer>>,
@@ -125,6 +129,7 @@ impl Gpu {
                 })?),
             },
         };
+        let shader_checks = !crate::runtime::env_switch("METALLIC_SHADER_CHECKS", "off", "on")?;
         Ok(Self {
             device,
             queue,
@@ -134,6 +139,7 @@ impl Gpu {
             has_timestamps: wanted.contains(wgpu::Features::TIMESTAMP_QUERY),
             coop_matrix_f16,
             compute_units,
+            shader_checks,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             scratch: Mutex::default(),
@@ -198,12 +204,27 @@ impl Gpu {
         }
         let source = crate::kernel_lib!(family).map_err(Error::Gpu)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(family),
-                source: wgpu::ShaderSource::Wgsl(source),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(family),
+            source: wgpu::ShaderSource::Wgsl(source),
+        };
+        let module = if self.shader_checks {
+            self.device.create_shader_module(desc)
+        } else {
+            // SAFETY: the kernels are this crate's own, validated by naga, and held to what
+            // the unchecked form asks: every loop ends (counted loops, or a `loop` whose exit
+            // test is bounded by a count), every integer divisor is a non-zero constant or
+            // a shape the host checks, and every index stays inside its array, which the
+            // tests check against CPU references with poisoned outputs on lavapipe and
+            // the H100. Storage buffers keep the driver's robust access where the device
+            // has it (robustBufferAccess2). Without the checks, naga adds no guard counter
+            // to loops (which kept drivers from unrolling them) and no clamps or division
+            // guards.
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("kernel family '{family}': {e}")));
         }

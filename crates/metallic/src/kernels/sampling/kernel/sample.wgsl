@@ -126,7 +126,7 @@ fn sample_from_candidates(lid: u32, inv_temp: f32) -> u32 {
         loop {
             cum += exp((logits[list_idx[kept]] - max_logit) * inv_temp);
             kept += 1u;
-            if (cum >= wanted || kept == n) {
+            if (cum >= wanted || kept >= n) {
                 break;
             }
         }
