@@ -183,6 +183,8 @@ fn bad_gemv_env() {
     assert_mentions(&line, &["METALLIC_GEMV_COLS_PER_TG", "3"]);
     let line = run_fails_env(&path, &[], &[("METALLIC_ATTN_FOLD", "maybe")]);
     assert_mentions(&line, &["METALLIC_ATTN_FOLD", "maybe"]);
+    let line = run_fails_env(&path, &[], &[("METALLIC_SHADER_CHECKS", "yes")]);
+    assert_mentions(&line, &["METALLIC_SHADER_CHECKS", "yes"]);
 }
 
 #[test]
