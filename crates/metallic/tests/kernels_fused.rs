@@ -147,6 +147,7 @@ fn norm_prologue_with_bias_and_residual() {
             q8_dot: Q8Dot::I8,
             unroll: 4,
             f16_tiling: DenseTiling::Rows,
+            all_rows_unroll: 2,
         },
         // F16 in the all-rows tiling (K = 7 and 100 fall back to rows).
         GemvConfig {
@@ -781,6 +782,7 @@ fn qkv_rope_every_config_and_split_bindings() {
                         } else {
                             DenseTiling::AllRows
                         },
+                        all_rows_unroll: 1 + (cols_per_tg / 2 + wg_size / 32) % 2,
                     },
                     ..Default::default()
                 };

@@ -204,6 +204,9 @@ fn gemv_every_config() {
                 unroll: [1, 2, 4][(wg_i + cols_per_tg as usize) % 3],
                 q8_dot: Q8Dot::F32,
                 f16_tiling: DenseTiling::Rows,
+                // The all-rows lookahead, forced both ways (auto takes 2 for these
+                // small grids).
+                all_rows_unroll: [1, 2][(wg_i + cols_per_tg as usize) % 2],
             };
             let cfg_i8 = GemvConfig {
                 q8_dot: Q8Dot::I8,

@@ -58,19 +58,12 @@ pub enum DenseTiling {
     Rows,
     /// Every subgroup all the rows, over its own slice of K, as Q8_0 does: each x vector
     /// loaded serves every row, and a lane loads all its rows' weights before using them.
-    /// Rows of a length that is not a multiple of 8 keep `Rows`.
+    /// Rows of a length that is not a multiple of 8 keep `Rows`. The default for every
+    /// F16 matrix: on the H100 it made 7B F16 decode 4% faster, and, once the kernels
+    /// lost naga's loop guards, 0.5B F16 decode 5% faster too (it had been 1.5% slower
+    /// at K = 896 with them).
     AllRows,
-    /// `AllRows` for matrices of at least [`ALL_ROWS_MIN`] rows of at least as many
-    /// elements, else `Rows`. On the H100 the all-rows tiling made 7B F16 decode (every
-    /// matrix 3,584 or more each way) 4% faster; at 0.5B it was 1.5% slower for every
-    /// matrix at once (K = 896), and 1.3% slower for the down projection alone (896 rows
-    /// of 4,864: 224 workgroups).
-    Auto,
 }
-
-/// The fewest rows, and the shortest row, that [`DenseTiling::Auto`] gives the all-rows
-/// tiling.
-pub const ALL_ROWS_MIN: u32 = 2048;
 
 /// Tuning knobs, passed to WGSL as override constants.
 #[derive(Clone, Copy, Debug)]
@@ -93,8 +86,25 @@ pub struct GemvConfig {
     pub unroll: u32,
     /// `METALLIC_GEMV_Q8_DOT=f32|i8`.
     pub q8_dot: Q8Dot,
-    /// `METALLIC_GEMV_F16_TILING=auto|rows|all-rows`.
+    /// `METALLIC_GEMV_F16_TILING=all-rows|rows` (`auto` is the default, all-rows).
     pub f16_tiling: DenseTiling,
+    /// Units each lane loads ahead in the all-rows tiling: 1, 2, or 0 for
+    /// [`all_rows_unroll_for`]'s choice per matrix (`METALLIC_GEMV_ALL_ROWS_UNROLL`).
+    pub all_rows_unroll: u32,
+}
+
+/// Workgroups below which a GEMV in the all-rows tiling loads two units per lane ahead.
+/// On the H100 this took 0.5B decode up 1-9% (its down projection runs 224 workgroups of
+/// 2.4 units per lane), and 7B down 1-2% (its smallest grids have 896 workgroups).
+pub const ALL_ROWS_UNROLL_BELOW_GROUPS: u32 = 512;
+
+/// The all-rows lookahead for a chunk of `rows` rows at `cols` rows per workgroup.
+pub fn all_rows_unroll_for(rows: u32, cols: u32) -> u32 {
+    if rows.div_ceil(cols) < ALL_ROWS_UNROLL_BELOW_GROUPS {
+        2
+    } else {
+        1
+    }
 }
 
 impl Default for GemvConfig {
@@ -109,7 +119,8 @@ impl Default for GemvConfig {
             all_rows_wg_size: 128,
             unroll: 1,
             q8_dot: Q8Dot::F32,
-            f16_tiling: DenseTiling::Auto,
+            f16_tiling: DenseTiling::AllRows,
+            all_rows_unroll: 0,
         }
     }
 }
@@ -163,11 +174,16 @@ impl GemvConfig {
             f16_tiling: env_choice(
                 "METALLIC_GEMV_F16_TILING",
                 &[
-                    ("auto", DenseTiling::Auto),
+                    ("auto", DenseTiling::AllRows),
                     ("rows", DenseTiling::Rows),
                     ("all-rows", DenseTiling::AllRows),
                 ],
                 d.f16_tiling,
+            )?,
+            all_rows_unroll: env_choice(
+                "METALLIC_GEMV_ALL_ROWS_UNROLL",
+                &[("auto", 0), ("1", 1), ("2", 2)],
+                d.all_rows_unroll,
             )?,
         })
     }
@@ -183,15 +199,12 @@ impl GemvConfig {
     /// Whether the GEMV over `w` runs in the all-rows tiling ([`DenseTiling::AllRows`]);
     /// Q8_0 always does, whatever this says.
     fn dense_all_rows(&self, w: &GpuMatrix) -> bool {
-        let wanted = match self.f16_tiling {
-            DenseTiling::Rows => false,
-            DenseTiling::AllRows => true,
-            DenseTiling::Auto => w.k >= ALL_ROWS_MIN && w.rows >= ALL_ROWS_MIN,
-        };
-        w.format == WeightFormat::F16 && wanted && w.k.is_multiple_of(8)
+        w.format == WeightFormat::F16
+            && self.f16_tiling == DenseTiling::AllRows
+            && w.k.is_multiple_of(8)
     }
 
-    fn constants(&self, w: &GpuMatrix, norm: bool) -> [(&'static str, f64); 5] {
+    fn constants(&self, w: &GpuMatrix, norm: bool) -> [(&'static str, f64); 6] {
         let dense_all_rows = self.dense_all_rows(w);
         let all_rows = w.format == WeightFormat::Q8_0 || dense_all_rows;
         let wg_size = if all_rows {
@@ -199,12 +212,18 @@ impl GemvConfig {
         } else {
             self.wg_size
         };
+        let cols = self.cols_for(w.format);
+        let all_rows_unroll = match self.all_rows_unroll {
+            0 => all_rows_unroll_for(w.rows, cols),
+            u => u,
+        };
         [
-            ("COLS_PER_TG", self.cols_for(w.format) as f64),
+            ("COLS_PER_TG", cols as f64),
             ("WG_SIZE", wg_size as f64),
             ("UNROLL", self.unroll as f64),
             ("NORM", norm as u32 as f64),
             ("DENSE_ALL_ROWS", dense_all_rows as u32 as f64),
+            ("ALL_ROWS_UNROLL", all_rows_unroll as f64),
         ]
     }
 }

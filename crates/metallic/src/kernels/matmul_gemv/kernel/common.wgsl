@@ -20,6 +20,11 @@ override NORM: bool = false;
 // F16 weights in the all-rows tiling (METALLIC_GEMV_F16_TILING; K a multiple of 8): each
 // subgroup a slice of K for all the workgroup's rows, as Q8_0 always does.
 override DENSE_ALL_ROWS: bool = false;
+// All-rows tiling: 16-byte units of every row each lane loads before using them, 1 or 2.
+// The host takes 2 for grids too small to keep enough loads in flight otherwise (the
+// 0.5B down projection: 224 workgroups, 2.4 units per lane); with large grids the extra
+// registers cost more than they hide (7B: -1 to -2%).
+override ALL_ROWS_UNROLL: u32 = 1u;
 
 // ATTN_X: x is the decode attention's output row, merged here from the attention's
 // per-chunk partials (bound as x) instead of by a combine pass of its own. A dependent

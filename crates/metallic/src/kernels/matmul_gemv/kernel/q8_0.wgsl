@@ -153,15 +153,25 @@ fn add_unit(s: RowSums, u: Q8Unit, x: X16) -> RowSums {
 
 // The all-rows case with its sums in four vec4s, rows 0-3 to 12-15, whose lanes are only
 // ever indexed by constants: an f32 array indexed by the row loop lives in local memory
-// on the H100 (as the prefill attention accumulators did). Loading two units before
-// using either (as METALLIC_GEMV_UNROLL does for F16) measured 7% slower at 7B.
+// on the H100 (as the prefill attention accumulators did). With ALL_ROWS_UNROLL = 2 a lane
+// loads two units before using either.
 fn partials_q8_0_all_rows(su: Setup, lane: u32, sg_size: u32) {
     let t = su.t;
     let n16 = p.k / 16u;
     let words = p.row_words / 4u;
+    let step = t.parts * sg_size;
     var s = RowSums();
     var ss = 0.0;
-    for (var i = t.part * sg_size + lane; i < n16; i += t.parts * sg_size) {
+    var i = t.part * sg_size + lane;
+    if (ALL_ROWS_UNROLL > 1u) {
+        for (; i + step < n16; i += 2u * step) {
+            let u0 = q8_load_unit(su, words, i);
+            let u1 = q8_load_unit(su, words, i + step);
+            s = add_unit(s, u0, x16(su, i, &ss));
+            s = add_unit(s, u1, x16(su, i + step, &ss));
+        }
+    }
+    for (; i < n16; i += step) {
         s = add_unit(s, q8_load_unit(su, words, i), x16(su, i, &ss));
     }
     store_row_sums(t, s, lane);
