@@ -454,7 +454,7 @@ struct QkvRun {
 }
 
 struct QkvSetup {
-    gpu: Gpu,
+    gpu: std::sync::Arc<Gpu>,
     w: GpuMatrix,
     /// Dequantized Q, K and V matrices.
     deq: Vec<Vec<f32>>,
@@ -474,7 +474,7 @@ struct QkvSetup {
 const EPS: f32 = 1e-6;
 
 fn qkv_setup(c: &QkvCase, rng: &mut Rng) -> QkvSetup {
-    let gpu = gpu(c.max_binding);
+    let gpu = shared_gpu(c.max_binding);
     let (hd, h) = (c.head_dim, c.hidden);
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
     let (file, deq) = gguf(

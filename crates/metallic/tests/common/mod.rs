@@ -15,6 +15,20 @@ pub fn gpu(max_binding_bytes: Option<u64>) -> Gpu {
     Gpu::new(&GpuOptions { max_binding_bytes }).expect("a Vulkan device (lavapipe) is required")
 }
 
+/// One device per binding limit for the whole test binary, for tests that would otherwise
+/// open one per case: NVIDIA's driver stopped finding an adapter after a few dozen devices
+/// opened in one process (the H100, session 12).
+pub fn shared_gpu(max_binding_bytes: Option<u64>) -> std::sync::Arc<Gpu> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static DEVICES: OnceLock<Mutex<HashMap<Option<u64>, Arc<Gpu>>>> = OnceLock::new();
+    let mut devices = DEVICES.get_or_init(Mutex::default).lock().unwrap();
+    devices
+        .entry(max_binding_bytes)
+        .or_insert_with(|| Arc::new(gpu(max_binding_bytes)))
+        .clone()
+}
+
 /// `n` random values in `[-scale, scale)`, never exactly zero.
 pub fn rand_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n)
