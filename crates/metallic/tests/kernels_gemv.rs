@@ -493,3 +493,16 @@ fn gemv_swiglu_epilogue_on_interleaved_gate_up() {
         }
     }
 }
+
+#[test]
+fn all_rows_lookahead_choice() {
+    use metallic::kernels::matmul_gemv::all_rows_unroll_for;
+    use metallic::tensor::WeightFormat;
+    // 0.5B down (896 rows, 224 workgroups of 4): Q8_0 loads two units ahead, F16 one.
+    assert_eq!(all_rows_unroll_for(WeightFormat::Q8_0, 896, 4), 2);
+    assert_eq!(all_rows_unroll_for(WeightFormat::F16, 896, 4), 1);
+    // 7B o / down (3584 rows, 896 workgroups) and any grid of 512 or more: one.
+    assert_eq!(all_rows_unroll_for(WeightFormat::Q8_0, 3584, 4), 1);
+    assert_eq!(all_rows_unroll_for(WeightFormat::Q8_0, 2048, 4), 1);
+    assert_eq!(all_rows_unroll_for(WeightFormat::Q8_0, 2044, 4), 2);
+}

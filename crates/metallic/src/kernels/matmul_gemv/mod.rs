@@ -93,14 +93,16 @@ pub struct GemvConfig {
     pub all_rows_unroll: u32,
 }
 
-/// Workgroups below which a GEMV in the all-rows tiling loads two units per lane ahead.
-/// On the H100 this took 0.5B decode up 1-9% (its down projection runs 224 workgroups of
-/// 2.4 units per lane), and 7B down 1-2% (its smallest grids have 896 workgroups).
+/// Workgroups below which a Q8_0 GEMV loads two units per lane ahead. On the H100 this
+/// took 0.5B Q8_0 decode up 2-3% (its down projection runs 224 workgroups of 2.4 units
+/// per lane); F16 (8 weights a unit, so twice the units per lane) lost 0.5-1.5% with it,
+/// and 7B 1-2% (its smallest grids have 896 workgroups).
 pub const ALL_ROWS_UNROLL_BELOW_GROUPS: u32 = 512;
 
-/// The all-rows lookahead for a chunk of `rows` rows at `cols` rows per workgroup.
-pub fn all_rows_unroll_for(rows: u32, cols: u32) -> u32 {
-    if rows.div_ceil(cols) < ALL_ROWS_UNROLL_BELOW_GROUPS {
+/// The all-rows lookahead for a chunk of `rows` rows of `format` at `cols` rows per
+/// workgroup.
+pub fn all_rows_unroll_for(format: WeightFormat, rows: u32, cols: u32) -> u32 {
+    if format == WeightFormat::Q8_0 && rows.div_ceil(cols) < ALL_ROWS_UNROLL_BELOW_GROUPS {
         2
     } else {
         1
@@ -214,7 +216,7 @@ impl GemvConfig {
         };
         let cols = self.cols_for(w.format);
         let all_rows_unroll = match self.all_rows_unroll {
-            0 => all_rows_unroll_for(w.rows, cols),
+            0 => all_rows_unroll_for(w.format, w.rows, cols),
             u => u,
         };
         [

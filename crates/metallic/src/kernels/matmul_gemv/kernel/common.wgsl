@@ -21,9 +21,9 @@ override NORM: bool = false;
 // subgroup a slice of K for all the workgroup's rows, as Q8_0 always does.
 override DENSE_ALL_ROWS: bool = false;
 // All-rows tiling: 16-byte units of every row each lane loads before using them, 1 or 2.
-// The host takes 2 for grids too small to keep enough loads in flight otherwise (the
-// 0.5B down projection: 224 workgroups, 2.4 units per lane); with large grids the extra
-// registers cost more than they hide (7B: -1 to -2%).
+// The host takes 2 for Q8_0 grids too small to keep enough loads in flight otherwise (the
+// 0.5B down projection: 224 workgroups, 2.4 units per lane); elsewhere the extra
+// registers cost more than they hide (matmul_gemv::all_rows_unroll_for).
 override ALL_ROWS_UNROLL: u32 = 1u;
 
 // ATTN_X: x is the decode attention's output row, merged here from the attention's
