@@ -122,7 +122,9 @@ fn time_plan(gpu: &Gpu, prof: &Profiler, plan: &Plan, rows: u32, reps: usize) ->
         .expect("profile");
     gpu.queue.submit([enc.finish()]);
     let t = prof.read(gpu, labels).expect("timestamps");
-    let per_rep = plan.dispatches.len();
+    // Only the dispatches for this row count run (and are timed): a plan holds one GEMM
+    // per range of chunk lengths.
+    let per_rep = plan.dispatches.iter().filter(|d| d.runs_at(rows)).count();
     let mut times: Vec<f64> = t
         .chunks(per_rep)
         .map(|rep| rep.iter().map(|k| k.ns).sum::<f64>() / 1e3)
