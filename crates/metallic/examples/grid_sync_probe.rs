@@ -2,7 +2,9 @@
 //! dispatch, and whether plain loads after it see other workgroups' stores. A decode step
 //! that kept its workgroups resident and synchronised them in the kernel (a persistent
 //! "megakernel") would trade each of its ~125 dependent dispatches for such a barrier;
-//! this measures whether that could pay before anything is built.
+//! this measures whether that could pay before anything is built. On the H100 it did not
+//! (PERFORMANCE.md, session 12): a barrier costs 1-1.7 µs less than a dispatch, and plain
+//! loads after it read stale lines, so activations would have to move through atomics.
 //!
 //! ```text
 //! cargo build --release --example grid_sync_probe
