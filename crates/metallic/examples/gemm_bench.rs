@@ -7,6 +7,7 @@
 //! METALLIC_BENCH_SHAPES=0.5b METALLIC_BENCH_M=512 METALLIC_BENCH_REPS=20 gemm_bench
 //! METALLIC_BENCH_PATHS=coop METALLIC_BENCH_TYPES=f16 gemm_bench   # time only these
 //! METALLIC_GEMM_COOP_SPLIT_K=1 gemm_bench                        # coop without split-K
+//! METALLIC_BENCH_SHAPES=custom:16896x3584,33792x3584 gemm_bench   # any N x K
 //! ```
 //!
 //! Each (shape, weight type, M) runs every path the adapter has: `gemv` (the baseline),
@@ -210,8 +211,25 @@ fn main() {
     println!("|---|---|---|---|---|---|---:|---:|---:|---:|");
     let dummy = storage_buffer(&gpu, "dummy", 16);
     let state = storage_buffer(&gpu, "state", 16);
-    for &(model, name, n, k, op) in SHAPES {
-        if shapes != "all" && shapes != model {
+    // `custom:NxK,NxK`: plain matrices of N outputs and K inputs (residual epilogue),
+    // e.g. sized so that a forced tile makes exactly one or two workgroups per SM.
+    let custom: Vec<(&str, &str, u32, u32, Op)> = match shapes.strip_prefix("custom:") {
+        Some(list) => list
+            .split(',')
+            .map(|nk| {
+                let (n, k) = nk
+                    .trim()
+                    .split_once('x')
+                    .and_then(|(n, k)| Some((n.parse().ok()?, k.parse().ok()?)))
+                    .expect("METALLIC_BENCH_SHAPES=custom:NxK,...");
+                ("custom", "matrix", n, k, Op::Residual)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let table = if custom.is_empty() { SHAPES } else { &custom[..] };
+    for &(model, name, n, k, op) in table {
+        if custom.is_empty() && shapes != "all" && shapes != model {
             continue;
         }
         for ty in [GgmlType::F16, GgmlType::Q8_0] {
