@@ -227,7 +227,11 @@ fn main() {
             .collect(),
         None => Vec::new(),
     };
-    let table = if custom.is_empty() { SHAPES } else { &custom[..] };
+    let table = if custom.is_empty() {
+        SHAPES
+    } else {
+        &custom[..]
+    };
     for &(model, name, n, k, op) in table {
         if custom.is_empty() && shapes != "all" && shapes != model {
             continue;

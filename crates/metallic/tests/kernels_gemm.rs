@@ -688,7 +688,7 @@ fn wave_split_choice() {
 
 #[test]
 fn coop_choice_follows_the_chunk_length() {
-    use metallic::kernels::matmul_gemm::{coop_choice, FLAG_ACCUMULATE, FLAG_BIAS};
+    use metallic::kernels::matmul_gemm::{coop_choice, FLAG_ACCUMULATE, FLAG_BIAS, FLAG_SWIGLU};
     use metallic::kernels::matmul_gemm_coop::CoopTile;
     let generic = GemmConfig {
         path: GemmPath::Coop,
@@ -728,6 +728,9 @@ fn coop_choice_follows_the_chunk_length() {
         Some(CoopTile::WIDE),
     );
     assert_eq!(f, (CoopTile::WIDE, 2));
+    // ... except over SwiGLU pairs, which a forced split leaves whole.
+    let g = coop_choice(&forced, 37888, 3584, 630, FLAG_SWIGLU, limit, None);
+    assert_eq!(g.1, 1);
 }
 
 #[test]

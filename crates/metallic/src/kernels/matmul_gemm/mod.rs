@@ -314,12 +314,17 @@ pub fn coop_choice(
     let tiles = rows.div_ceil(cm) * n.div_ceil(cn);
     // The wave rule only adds splits: where it ties with fewer ranges than the generic
     // rule (0.5B down at 2048 rows: 112 tiles whole or in two), the generic choice stays.
-    let split = cfg.split_k.unwrap_or_else(|| match cfg.compute_units {
-        Some(units) if tile == CoopTile::TALL => {
-            split_k_for(tiles, k, flags).max(wave_split_k(tiles, k, flags, units))
-        }
-        _ => split_k_for(tiles, k, flags),
-    });
+    // A forced split applies where the epilogue allows it: SwiGLU pairs stay whole.
+    let split = match cfg.split_k {
+        Some(_) if flags & FLAG_SWIGLU != 0 => 1,
+        Some(split) => split,
+        None => match cfg.compute_units {
+            Some(units) if tile == CoopTile::TALL => {
+                split_k_for(tiles, k, flags).max(wave_split_k(tiles, k, flags, units))
+            }
+            _ => split_k_for(tiles, k, flags),
+        },
+    };
     (tile, split)
 }
 
@@ -404,9 +409,9 @@ fn dispatches(
     let rw_dummy = storage_buffer(gpu, "gemm.rw_dummy", 16);
     let part_dummy = storage_buffer(gpu, "gemm.part_dummy", 16);
     if let Some(split) = cfg.split_k {
-        if ![1, 2, 4].contains(&split) || (split > 1 && flags & FLAG_SWIGLU != 0) {
+        if ![1, 2, 4].contains(&split) {
             return Err(Error::Invalid(format!(
-                "GEMM '{}': split-K of {split} (1, 2 or 4, and 1 with SwiGLU)",
+                "GEMM '{}': split-K of {split} (1, 2 or 4)",
                 w.name
             )));
         }
