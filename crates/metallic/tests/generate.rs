@@ -10,9 +10,12 @@ use metallic::synthetic::{qwen2_gguf, SyntheticSpec};
 use metallic::{Engine, EngineOptions, ModelConfig, SamplerConfig, StopReason};
 
 fn engine(spec: &SyntheticSpec) -> (Engine, Reference) {
+    engine_with(spec, &GpuOptions::default())
+}
+
+fn engine_with(spec: &SyntheticSpec, opts: &GpuOptions) -> (Engine, Reference) {
     let file = GgufFile::from_bytes(qwen2_gguf(spec)).unwrap();
-    let gpu =
-        Arc::new(Gpu::new(&GpuOptions::default()).expect("a Vulkan device (lavapipe) is required"));
+    let gpu = Arc::new(Gpu::new(opts).expect("a Vulkan device (lavapipe) is required"));
     let config = ModelConfig::from_gguf(&file).unwrap();
     let engine = Engine::with_gpu(
         gpu,
@@ -176,4 +179,37 @@ fn decode_crosses_the_short_context_plan_limit() {
         .generate(&prompt, 12, &SamplerConfig::greedy(), &[], &mut |_| {})
         .unwrap();
     assert_eq!(g.tokens, reference_greedy(&mut reference, &prompt, 12));
+}
+
+#[test]
+fn kernels_with_and_without_runtime_checks_agree() {
+    // The default compiles the kernels without wgpu's runtime checks (loop guards, index
+    // clamps); both forms must generate the same tokens, greedy (against the reference)
+    // and top-p sampled with a seed (the sampler's loops).
+    let spec = SyntheticSpec::default();
+    let prompt = [3u32, 17, 200, 5, 41];
+    let top_p = SamplerConfig {
+        temperature: 0.8,
+        top_p: 0.9,
+        seed: 7,
+        ..SamplerConfig::greedy()
+    };
+    let mut runs = Vec::new();
+    for checks in [true, false] {
+        let opts = GpuOptions {
+            shader_checks: Some(checks),
+            ..Default::default()
+        };
+        let (mut engine, mut reference) = engine_with(&spec, &opts);
+        assert_eq!(engine.gpu.shader_checks, checks);
+        let greedy = engine
+            .generate(&prompt, 20, &SamplerConfig::greedy(), &[], &mut |_| {})
+            .unwrap();
+        assert_eq!(greedy.tokens, reference_greedy(&mut reference, &prompt, 20));
+        let sampled = engine
+            .generate(&prompt, 20, &top_p, &[], &mut |_| {})
+            .unwrap();
+        runs.push((greedy.tokens, sampled.tokens));
+    }
+    assert_eq!(runs[0], runs[1]);
 }

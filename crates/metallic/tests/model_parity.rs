@@ -14,8 +14,11 @@ use metallic::{Engine, EngineOptions, ModelConfig};
 
 fn gpu(max_binding_bytes: Option<u64>) -> Arc<Gpu> {
     Arc::new(
-        Gpu::new(&GpuOptions { max_binding_bytes })
-            .expect("a Vulkan device (lavapipe) is required"),
+        Gpu::new(&GpuOptions {
+            max_binding_bytes,
+            ..Default::default()
+        })
+        .expect("a Vulkan device (lavapipe) is required"),
     )
 }
 

@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
+    /// Compile the kernels with wgpu's runtime checks (`Some(true)`) or without; `None`
+    /// takes `METALLIC_SHADER_CHECKS` (default off).
+    pub shader_checks: Option<bool>,
 }
 
 /// One wgpu device plus the caches every kernel family shares.
@@ -129,7 +132,10 @@ impl Gpu {
                 })?),
             },
         };
-        let shader_checks = !crate::runtime::env_switch("METALLIC_SHADER_CHECKS", "off", "on")?;
+        let shader_checks = match opts.shader_checks {
+            Some(on) => on,
+            None => !crate::runtime::env_switch("METALLIC_SHADER_CHECKS", "off", "on")?,
+        };
         Ok(Self {
             device,
             queue,

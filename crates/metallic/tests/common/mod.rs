@@ -12,7 +12,11 @@ use metallic::tensor::{Activation, GpuMatrix};
 pub const POISON: u32 = 0x7fc0_0000;
 
 pub fn gpu(max_binding_bytes: Option<u64>) -> Gpu {
-    Gpu::new(&GpuOptions { max_binding_bytes }).expect("a Vulkan device (lavapipe) is required")
+    Gpu::new(&GpuOptions {
+        max_binding_bytes,
+        ..Default::default()
+    })
+    .expect("a Vulkan device (lavapipe) is required")
 }
 
 /// One device per binding limit for the whole test binary, for tests that would otherwise
