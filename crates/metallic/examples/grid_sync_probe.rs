@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo build --release --example grid_sync_probe
-//! target/release/examples/grid_sync_probe            # groups 132,264; prints a table
+//! target/release/examples/grid_sync_probe            # 1 and 2 workgroups per SM (H100: 132, 264)
 //! METALLIC_PROBE_GROUPS=132 METALLIC_PROBE_JSON=out.json grid_sync_probe
 //! ```
 //!
@@ -22,7 +22,8 @@
 //! `METALLIC_PROBE_REPS`, default 7, after 1 s of warm-up); the cost per round is the slope.
 //! The groups must all be resident at once (a barrier across workgroups that are not
 //! would never end), so keep them within the GPU's capacity: 256-thread workgroups, at most
-//! a few per SM.
+//! a few per SM. Without a known SM count (`METALLIC_GPU_COMPUTE_UNITS`, or an H100 / H200
+//! by name) the probe asks for `METALLIC_PROBE_GROUPS`.
 
 use metallic::gpu::{Gpu, GpuOptions};
 use std::time::Instant;
@@ -199,7 +200,23 @@ fn read_u64s(gpu: &Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<u64> {
 fn main() {
     let gpu = Gpu::new(&GpuOptions::default()).expect("a GPU adapter");
     assert!(gpu.has_timestamps, "the probe needs timestamp queries");
-    let groups: Vec<u32> = env_or("METALLIC_PROBE_GROUPS", "132,264")
+    // One and two workgroups per SM where the SM count is known; elsewhere the caller
+    // must say, since a barrier over workgroups that are not all resident never ends.
+    let default_groups = match gpu.compute_units {
+        Some(units) => format!("{units},{}", 2 * units),
+        None => match std::env::var("METALLIC_PROBE_GROUPS") {
+            Ok(_) => String::new(),
+            Err(_) => {
+                eprintln!(
+                    "error: the SM count of '{}' is unknown; set METALLIC_PROBE_GROUPS to \
+                     workgroup counts that all fit on the GPU at once",
+                    gpu.info.name
+                );
+                std::process::exit(2);
+            }
+        },
+    };
+    let groups: Vec<u32> = env_or("METALLIC_PROBE_GROUPS", &default_groups)
         .split(',')
         .map(|g| g.trim().parse().expect("METALLIC_PROBE_GROUPS: counts"))
         .collect();

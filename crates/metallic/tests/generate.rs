@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use metallic::gguf::GgufFile;
+use metallic::gguf::{GgmlType, GgufFile};
 use metallic::gpu::{Gpu, GpuOptions};
 use metallic::reference::Reference;
 use metallic::synthetic::{qwen2_gguf, SyntheticSpec};
@@ -185,8 +185,17 @@ fn decode_crosses_the_short_context_plan_limit() {
 fn kernels_with_and_without_runtime_checks_agree() {
     // The default compiles the kernels without wgpu's runtime checks (loop guards, index
     // clamps); both forms must generate the same tokens, greedy (against the reference)
-    // and top-p sampled with a seed (the sampler's loops).
-    let spec = SyntheticSpec::default();
+    // and top-p sampled with a seed (the sampler's loops), for F16 and Q8_0 weights.
+    for matrix_type in [GgmlType::F16, GgmlType::Q8_0] {
+        let spec = SyntheticSpec {
+            matrix_type,
+            ..SyntheticSpec::default()
+        };
+        checks_agree(&spec);
+    }
+}
+
+fn checks_agree(spec: &SyntheticSpec) {
     let prompt = [3u32, 17, 200, 5, 41];
     let top_p = SamplerConfig {
         temperature: 0.8,
@@ -200,7 +209,7 @@ fn kernels_with_and_without_runtime_checks_agree() {
             shader_checks: Some(checks),
             ..Default::default()
         };
-        let (mut engine, mut reference) = engine_with(&spec, &opts);
+        let (mut engine, mut reference) = engine_with(spec, &opts);
         assert_eq!(engine.gpu.shader_checks, checks);
         let greedy = engine
             .generate(&prompt, 20, &SamplerConfig::greedy(), &[], &mut |_| {})

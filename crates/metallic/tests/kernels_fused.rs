@@ -160,16 +160,28 @@ fn norm_prologue_with_bias_and_residual() {
             f16_tiling: DenseTiling::AllRows,
             ..Default::default()
         },
+        // Two units per lane ahead in the all-rows loops. With 32 threads a lane steps 32
+        // units, so K = 1032 (F16, 129 units) and 1056 (Q8_0, 66 units) run the paired
+        // body and then its tail, with the norm's sum of squares taken in both.
+        GemvConfig {
+            wg_size: 32,
+            all_rows_wg_size: 32,
+            f16_tiling: DenseTiling::AllRows,
+            all_rows_unroll: 2,
+            ..Default::default()
+        },
     ];
     // K = 7 and 100 have tails after the vector loops (norm weight read as scalars there).
     let shapes = [
         (GgmlType::F16, 7),
         (GgmlType::F16, 100),
         (GgmlType::F16, 896),
+        (GgmlType::F16, 1032),
         (GgmlType::F32, 36),
         (GgmlType::F32, 301),
         (GgmlType::Q8_0, 64),
         (GgmlType::Q8_0, 512),
+        (GgmlType::Q8_0, 1056),
     ];
     for cfg in &configs {
         for (i, &(ty, k)) in shapes.iter().enumerate() {

@@ -217,19 +217,22 @@ impl Gpu {
         let module = if self.shader_checks {
             self.device.create_shader_module(desc)
         } else {
+            // Vulkan keeps storage-buffer accesses in bounds itself (robustBufferAccess,
+            // and robustBufferAccess2 where present; wgpu enables both), so there only the
+            // index clamps on workgroup and private arrays go. On Metal and DX12 naga's
+            // bounds checks are the only guard on buffers, so they stay.
+            let mut checks = wgpu::ShaderRuntimeChecks::unchecked();
+            checks.bounds_checks = self.info.backend != wgpu::Backend::Vulkan;
             // SAFETY: the kernels are this crate's own, validated by naga, and held to what
-            // the unchecked form asks: every loop ends (counted loops, or a `loop` whose exit
-            // test is bounded by a count), every integer divisor is a non-zero constant or
-            // a shape the host checks, and every index stays inside its array, which the
-            // tests check against CPU references with poisoned outputs on lavapipe and
-            // the H100. Storage buffers keep the driver's robust access where the device
-            // has it (robustBufferAccess2). Without the checks, naga adds no guard counter
-            // to loops (which kept drivers from unrolling them) and no clamps or division
-            // guards.
-            unsafe {
-                self.device
-                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-            }
+            // the unchecked form asks: every loop ends (counted loops with non-zero steps,
+            // or a `loop` whose exit test is bounded by a count), every integer divisor is
+            // a non-zero constant or a shape the host checks, and every index into a
+            // workgroup or private array stays inside it for the shapes the host allows
+            // (GemvConfig::validate and the attention and GEMM choosers), which the tests
+            // check against CPU references with poisoned outputs on lavapipe and the H100.
+            // Without the checks naga adds no guard counter to loops (which kept drivers
+            // from unrolling them), no index clamps and no division guards.
+            unsafe { self.device.create_shader_module_trusted(desc, checks) }
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("kernel family '{family}': {e}")));

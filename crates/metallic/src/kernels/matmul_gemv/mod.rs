@@ -99,8 +99,9 @@ pub struct GemvConfig {
 /// and 7B 1-2% (its smallest grids have 896 workgroups).
 pub const ALL_ROWS_UNROLL_BELOW_GROUPS: u32 = 512;
 
-/// The all-rows lookahead for a chunk of `rows` rows of `format` at `cols` rows per
-/// workgroup.
+/// The all-rows lookahead for a matrix of `rows` rows of `format` at `cols` rows per
+/// workgroup (one pipeline serves all of a matrix's binding chunks, so the whole matrix
+/// decides; only the LM heads are split, and they are far above the limit).
 pub fn all_rows_unroll_for(format: WeightFormat, rows: u32, cols: u32) -> u32 {
     if format == WeightFormat::Q8_0 && rows.div_ceil(cols) < ALL_ROWS_UNROLL_BELOW_GROUPS {
         2
@@ -190,6 +191,27 @@ impl GemvConfig {
         })
     }
 
+    /// An error for values the kernels are not written for: they run without index
+    /// clamps, so more than 16 rows or 256 threads per workgroup would index past their
+    /// arrays. `from_env` only yields valid configs; this guards the public fields.
+    pub fn validate(&self) -> Result<()> {
+        let cols = [2, 4, 8, 16];
+        let threads = [32, 64, 128, 256];
+        let ok = cols.contains(&self.cols_per_tg)
+            && cols.contains(&self.q8_cols_per_tg)
+            && threads.contains(&self.wg_size)
+            && threads.contains(&self.all_rows_wg_size)
+            && [1, 2, 4].contains(&self.unroll)
+            && [0, 1, 2].contains(&self.all_rows_unroll);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "GEMV config out of range (rows per workgroup 2, 4, 8 or 16; threads 32 to 256, a power of two; unroll 1, 2 or 4; all-rows lookahead 0, 1 or 2): {self:?}"
+            )))
+        }
+    }
+
     /// Output rows per workgroup for weights of `format`.
     pub fn cols_for(&self, format: WeightFormat) -> u32 {
         match format {
@@ -215,7 +237,12 @@ impl GemvConfig {
             self.wg_size
         };
         let cols = self.cols_for(w.format);
+        // Only the f32-x all-rows loops read it; the other pipelines get 1, so that they
+        // do not come in two identical copies.
+        let reads_unroll =
+            all_rows && !(w.format == WeightFormat::Q8_0 && self.q8_dot == Q8Dot::I8);
         let all_rows_unroll = match self.all_rows_unroll {
+            _ if !reads_unroll => 1,
             0 => all_rows_unroll_for(w.format, w.rows, cols),
             u => u,
         };
@@ -603,6 +630,7 @@ impl Gemv<'_> {
             Some(_) => format!("gemv_qkv_rope_{format}"),
             None => format!("gemv_{format}"),
         };
+        cfg.validate()?;
         let mut constants = cfg.constants(w, self.norm.is_some()).to_vec();
         if let Some(a) = self.attn {
             constants.extend([
