@@ -204,8 +204,10 @@ fn gemv_every_config() {
                 unroll: [1, 2, 4][(wg_i + cols_per_tg as usize) % 3],
                 q8_dot: Q8Dot::F32,
                 f16_tiling: DenseTiling::Rows,
-                // The all-rows lookahead, forced both ways (auto takes 2 for these
-                // small grids).
+                // The all-rows lookahead, forced both ways (auto takes 2 for Q8_0 grids
+                // this small). Its paired body runs where a lane has two units or more:
+                // here F16 K = 520 at 32 or 64 threads; kernels_fused's norm test runs
+                // it for Q8_0 too.
                 all_rows_unroll: [1, 2][(wg_i + cols_per_tg as usize) % 2],
             };
             let cfg_i8 = GemvConfig {

@@ -185,9 +185,9 @@ fn partials_f16_all_rows(su: Setup, lane: u32, sg_size: u32) {
     var i = t.part * sg_size + lane;
     if (ALL_ROWS_UNROLL > 1u) {
         for (; i + step < n8; i += 2u * step) {
-            let u0 = f16_load_unit(su, words, i);
-            let u1 = f16_load_unit(su, words, i + step);
             let j = i + step;
+            let u0 = f16_load_unit(su, words, i);
+            let u1 = f16_load_unit(su, words, j);
             s = add_f16_unit(s, u0, x_vec_ss(su.x4, 2u * i, &ss), x_vec_ss(su.x4, 2u * i + 1u, &ss));
             s = add_f16_unit(s, u1, x_vec_ss(su.x4, 2u * j, &ss), x_vec_ss(su.x4, 2u * j + 1u, &ss));
         }
